@@ -1,0 +1,78 @@
+"""All configuration, read in one place from ``MEMTASKS_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from memtasks.domain.errors import ConfigurationError
+
+PositiveSeconds = Annotated[float, Field(gt=0)]
+
+
+def default_data_dir() -> Path:
+    return Path.cwd() / ".memtasks"
+
+
+class Settings(BaseSettings):
+    """memtasks settings. Every field is also ``MEMTASKS_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MEMTASKS_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir, description="SQLite file location")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: sqlite under data_dir"
+    )
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    lock_redis_url: str = "redis://127.0.0.1:6379/1"
+    auto_migrate: bool = Field(default=True, description="apply migrations when an engine opens")
+    sqlite_journal_mode: str = "wal"
+    sqlite_busy_timeout_s: PositiveSeconds = 15.0
+    pool_size: int = Field(default=5, ge=1)
+
+    lease_s: PositiveSeconds = 300.0
+    backoff_base_s: PositiveSeconds = 60.0
+    backoff_cap_s: PositiveSeconds = 3600.0
+    backoff_jitter: float = Field(default=0.1, ge=0, le=1)
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
+    retention_days: PositiveSeconds = 14.0
+
+    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_cooldown_s: PositiveSeconds = 30.0
+
+    @field_validator("sqlite_journal_mode")
+    @classmethod
+    def _journal_mode(cls, value: str) -> str:
+        allowed = {"wal", "delete", "truncate", "persist", "memory", "off"}
+        if value.lower() not in allowed:
+            raise ValueError(f"must be one of {sorted(allowed)}")
+        return value.lower()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in use: the configured one or the SQLite default."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'memtasks.sqlite3').resolve()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with ``overrides``; a clear error when invalid."""
+    from pydantic import ValidationError
+
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"MEMTASKS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None
+    if settings.backoff_cap_s < settings.backoff_base_s:
+        raise ConfigurationError("invalid settings: MEMTASKS_BACKOFF_CAP_S must be ≥ MEMTASKS_BACKOFF_BASE_S")
+    return settings

@@ -1,0 +1,189 @@
+"""Memory-tree job kinds, statuses, failure classes and the allowed transitions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from memtasks.domain.errors import IllegalTransition, MalformedPayload, UnknownJobKind
+
+
+class JobKind(StrEnum):
+    """The memory-tree job kinds. The wire string is the value."""
+
+    EXTRACT_CHUNK = "extract_chunk"
+    APPEND_BUFFER = "append_buffer"
+    SEAL = "seal"
+    FLUSH_STALE = "flush_stale"
+    REEMBED_BACKFILL = "reembed_backfill"
+    SEAL_DOCUMENT = "seal_document"
+
+    @classmethod
+    def parse(cls, value: str) -> JobKind:
+        """The kind named by ``value``; :class:`UnknownJobKind` naming it otherwise."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise UnknownJobKind(value) from None
+
+    @property
+    def priority(self) -> int:
+        """Claim order: lower runs first (seal, flush_stale, append_buffer, the rest)."""
+        return KIND_PRIORITY.get(self, DEFAULT_PRIORITY)
+
+    @property
+    def llm_bound(self) -> bool:
+        """True for kinds that call a model and so hold a fleet-wide LLM permit."""
+        return self in LLM_BOUND_KINDS
+
+
+KIND_PRIORITY: Mapping[JobKind, int] = {
+    JobKind.SEAL: 1,
+    JobKind.FLUSH_STALE: 2,
+    JobKind.APPEND_BUFFER: 3,
+}
+DEFAULT_PRIORITY = 4
+
+LLM_BOUND_KINDS: frozenset[JobKind] = frozenset(
+    {JobKind.EXTRACT_CHUNK, JobKind.SEAL, JobKind.REEMBED_BACKFILL, JobKind.SEAL_DOCUMENT}
+)
+
+RETIRED_KINDS: frozenset[str] = frozenset({"topic_route", "digest_daily"})
+"""Kinds of an older queue: never claimed, purged."""
+
+
+def is_retired_kind(kind: str) -> bool:
+    return kind in RETIRED_KINDS
+
+
+class JobStatus(StrEnum):
+    READY = "ready"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def active(self) -> bool:
+        """Active rows hold their dedupe key."""
+        return self in ACTIVE_STATUSES
+
+
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.READY, JobStatus.RUNNING})
+
+ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    # claim, cancel
+    JobStatus.READY: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
+    # settle done/failed, retry/defer/recover/release back to ready
+    JobStatus.RUNNING: frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.READY}),
+    JobStatus.DONE: frozenset(),
+    # an operator's requeue
+    JobStatus.FAILED: frozenset({JobStatus.READY}),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+
+def check_transition(current: JobStatus, target: JobStatus) -> None:
+    """Raise :class:`IllegalTransition` unless ``current → target`` is allowed."""
+    if target not in ALLOWED_TRANSITIONS[current]:
+        raise IllegalTransition(f"job status {current.value} → {target.value} is not allowed")
+
+
+class FailureClass(StrEnum):
+    """Why a job failed: retrying helps (transient) or cannot (unrecoverable)."""
+
+    TRANSIENT = "transient"
+    UNRECOVERABLE = "unrecoverable"
+
+
+# Stable failure reasons written by the queue itself.
+REASON_RECOVERED = "recovered_from_stale_lock"
+REASON_LEASE_EXHAUSTED = "lease_expired_attempts_exhausted"
+REASON_DEFER_AGE = "defer_age_exceeded"
+REASON_UNKNOWN_KIND = "unknown_kind"
+REASON_MALFORMED = "malformed_payload"
+REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+
+MAX_PAYLOAD_BYTES = 1_000_000
+MAX_DEDUPE_KEY_CHARS = 512
+
+
+def encode_payload(payload: Mapping[str, Any]) -> str:
+    """Canonical JSON text for a payload; :class:`MalformedPayload` when it cannot be."""
+    if not isinstance(payload, Mapping):
+        raise MalformedPayload(f"expected a JSON object, got {type(payload).__name__}")
+    try:
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise MalformedPayload(f"not JSON-serialisable: {exc}") from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
+        raise MalformedPayload(f"larger than {MAX_PAYLOAD_BYTES} bytes")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MalformedPayload("contains text that is not valid UTF-8") from None
+    return text
+
+
+def decode_payload(text: str | None) -> dict[str, Any]:
+    """The payload object stored as ``text``; :class:`MalformedPayload` otherwise."""
+    if text is None:
+        raise MalformedPayload("payload is missing")
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedPayload(f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def check_dedupe_key(key: str | None) -> str | None:
+    """A dedupe key must be a non-empty string of bounded length, or None."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip():
+        raise MalformedPayload("dedupe_key must be a non-empty string or null")
+    if len(key) > MAX_DEDUPE_KEY_CHARS:
+        raise MalformedPayload(f"dedupe_key longer than {MAX_DEDUPE_KEY_CHARS} characters")
+    if "\x00" in key:
+        raise MalformedPayload("dedupe_key contains a NUL character")
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to enqueue. Validated on construction."""
+
+    kind: JobKind
+    payload: Mapping[str, Any]
+    dedupe_key: str | None = None
+    available_at_ms: int | None = None
+    max_attempts: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", JobKind.parse(str(self.kind)))
+        encode_payload(self.payload)
+        check_dedupe_key(self.dedupe_key)
+        if self.max_attempts is not None and not 1 <= self.max_attempts <= 100:
+            raise MalformedPayload("max_attempts must be between 1 and 100")
+
+    @property
+    def payload_json(self) -> str:
+        return encode_payload(self.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof of a claim: a settle is applied only while this lease still holds the row."""
+
+    job_id: str
+    token: str

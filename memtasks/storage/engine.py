@@ -1,0 +1,266 @@
+"""One initialised engine per database URL per process.
+
+Initialisation (connect, SQLite pragmas, migrations) is serialised per URL and guarded by
+the init circuit breaker. A forked child gets fresh connections: an engine created in
+another process is disposed without touching the parent's sockets.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from memtasks.domain.errors import ConfigurationError, DatabaseUnavailable, StorageError
+from memtasks.storage.breaker import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("sqlite", "postgresql")
+SQLITE_CORRUPT_MARKERS = ("file is not a database", "database disk image is malformed")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineOptions:
+    busy_timeout_s: float = 15.0
+    journal_mode: str = "wal"
+    pool_size: int = 5
+    connect_timeout_s: int = 5
+    auto_migrate: bool = True
+    breaker_threshold: int = 3
+    breaker_cooldown_s: float = 30.0
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password hidden, safe for logs and errors."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable URL>"
+
+
+def parse_url(url: str) -> URL:
+    """Parse and normalise a database URL; :class:`ConfigurationError` when it is wrong."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            f"invalid database URL {url.split('@')[-1]!r}: expected sqlite:///PATH or "
+            "postgresql://USER@HOST:PORT/DB (set MEMTASKS_DATABASE_URL)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+        backend = "postgresql"
+    elif backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if backend not in SUPPORTED:
+        raise ConfigurationError(
+            f"unsupported database {backend!r} in {mask_url(parsed)}: memtasks runs on "
+            "sqlite or postgresql (set MEMTASKS_DATABASE_URL)"
+        )
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigurationError(
+            f"{mask_url(parsed)} names no file: memtasks needs a SQLite file that every "
+            "worker process can open (e.g. sqlite:////var/lib/memtasks/memtasks.sqlite3)"
+        )
+    return parsed
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.engines: dict[str, Engine] = {}
+        self.pids: dict[str, int] = {}
+        self.init_locks: dict[str, threading.Lock] = {}
+        self.breakers: dict[str, CircuitBreaker] = {}
+
+
+_registry = _Registry()
+
+
+def breaker_for(url: str, options: EngineOptions | None = None) -> CircuitBreaker:
+    """The init circuit breaker of ``url`` in this process."""
+    options = options or EngineOptions()
+    key = str(parse_url(url))
+    with _registry.lock:
+        breaker = _registry.breakers.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(
+                mask_url(key),
+                threshold=options.breaker_threshold,
+                cooldown_s=options.breaker_cooldown_s,
+            )
+            _registry.breakers[key] = breaker
+        return breaker
+
+
+def get_engine(url: str, options: EngineOptions | None = None) -> Engine:
+    """The initialised engine for ``url`` in this process, creating it on first use."""
+    options = options or EngineOptions()
+    parsed = parse_url(url)
+    key = str(parsed.render_as_string(hide_password=False))
+    pid = os.getpid()
+    with _registry.lock:
+        engine = _registry.engines.get(key)
+        if engine is not None and _registry.pids[key] == pid:
+            return engine
+        init_lock = _registry.init_locks.setdefault(key, threading.Lock())
+    breaker = breaker_for(url, options)
+    with init_lock:
+        with _registry.lock:
+            engine = _registry.engines.get(key)
+            if engine is not None and _registry.pids[key] != pid:
+                # Inherited through fork: leave the parent's connections alone.
+                engine.dispose(close=False)
+                del _registry.engines[key]
+                engine = None
+            if engine is not None:
+                return engine
+        breaker.before_attempt()
+        try:
+            engine = _open(parsed, options)
+        except Exception:
+            breaker.record_failure()
+            raise
+        breaker.record_success()
+        with _registry.lock:
+            _registry.engines[key] = engine
+            _registry.pids[key] = pid
+        return engine
+
+
+def dispose_all() -> None:
+    """Close every engine of this process (tests, worker shutdown)."""
+    with _registry.lock:
+        engines = list(_registry.engines.values())
+        _registry.engines.clear()
+        _registry.pids.clear()
+    for engine in engines:
+        engine.dispose()
+
+
+def reset_registry() -> None:
+    """Forget every engine and breaker (tests only)."""
+    dispose_all()
+    with _registry.lock:
+        _registry.breakers.clear()
+        _registry.init_locks.clear()
+
+
+def _open(url: URL, options: EngineOptions) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        return _open_sqlite(url, options, quarantine_allowed=True)
+    return _open_postgresql(url, options)
+
+
+def _open_postgresql(url: URL, options: EngineOptions) -> Engine:
+    connect_args: dict[str, Any] = {"connect_timeout": options.connect_timeout_s}
+    engine = create_engine(
+        url,
+        pool_size=options.pool_size,
+        max_overflow=options.pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+    return _finish(engine, url, options)
+
+
+def _open_sqlite(url: URL, options: EngineOptions, *, quarantine_allowed: bool) -> Engine:
+    path = Path(str(url.database))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot create the directory of {path}: {exc.strerror}") from None
+    engine = create_engine(url, pool_size=options.pool_size, max_overflow=options.pool_size)
+    _install_sqlite_pragmas(engine, options)
+    try:
+        return _finish(engine, url, options)
+    except StorageError as exc:
+        if quarantine_allowed and _is_corrupt(exc) and path.exists():
+            quarantine_sqlite(path)
+            return _open_sqlite(url, options, quarantine_allowed=False)
+        raise
+
+
+def _is_corrupt(exc: BaseException) -> bool:
+    text_ = str(exc).lower()
+    return any(marker in text_ for marker in SQLITE_CORRUPT_MARKERS)
+
+
+def quarantine_sqlite(path: Path) -> Path:
+    """Move a corrupt database and its ``-wal``/``-shm`` files aside; nothing is deleted."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}-{os.getpid()}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            src.rename(Path(f"{target}{suffix}"))
+    log.error("memtasks: corrupt SQLite database %s quarantined as %s", path, target)
+    return target
+
+
+def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
+    wanted = options.journal_mode.lower()
+    busy_ms = int(options.busy_timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        # We issue BEGIN ourselves (see _on_begin); pysqlite's own handling is off.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            got = str(cursor.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).lower()
+            if got != wanted:
+                raise StorageError(
+                    f"SQLite refused journal_mode={wanted} (it reports {got}); "
+                    "set MEMTASKS_SQLITE_JOURNAL_MODE to a mode this file system supports"
+                )
+            cursor.execute("PRAGMA synchronous = " + ("NORMAL" if wanted == "wal" else "FULL"))
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        # Take the write lock up front: a deferred transaction that later writes can
+        # fail with "database is locked" without waiting for the busy timeout.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _finish(engine: Engine, url: URL, options: EngineOptions) -> Engine:
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        if options.auto_migrate:
+            from memtasks.storage.migrate import upgrade
+
+            upgrade(engine)
+    except StorageError:
+        engine.dispose()
+        raise
+    except DBAPIError as exc:
+        engine.dispose()
+        raise DatabaseUnavailable(
+            f"cannot use the database at {mask_url(url)}: {_first_line(exc.orig)}"
+        ) from None
+    except (SQLAlchemyError, NoSuchModuleError, OSError) as exc:
+        engine.dispose()
+        raise StorageError(f"cannot use the database at {mask_url(url)}: {_first_line(exc)}") from None
+    return engine
+
+
+def _first_line(exc: BaseException | None) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

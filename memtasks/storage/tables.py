@@ -1,0 +1,124 @@
+"""The durable tables. Times are Unix milliseconds (UTC) in BIGINT columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from memtasks.domain.decay import DecayKind, DecayState, SummaryMethod
+from memtasks.domain.jobs import FailureClass, JobStatus
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _one_of(column: str, values: list[str]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+def _partial(where: str) -> dict[str, Any]:
+    """Keyword arguments that make an index partial on both dialects."""
+    clause = text(where)
+    return {"sqlite_where": clause, "postgresql_where": clause}
+
+
+ACTIVE_WHERE = "status IN ('ready', 'running')"
+
+mem_tree_jobs = Table(
+    "mem_tree_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(64), nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("dedupe_key", String(512)),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False),
+    Column("available_at_ms", BigInteger, nullable=False),
+    Column("locked_until_ms", BigInteger),
+    Column("lease_token", String(64)),
+    Column("heartbeat_at_ms", BigInteger),
+    Column("last_error", Text),
+    Column("failure_reason", Text),
+    Column("failure_class", String(16)),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("started_at_ms", BigInteger),
+    Column("completed_at_ms", BigInteger),
+    CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
+    CheckConstraint(
+        "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
+        name="failure_class",
+    ),
+    CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
+    CheckConstraint(
+        "status <> 'running' OR (lease_token IS NOT NULL AND locked_until_ms IS NOT NULL)",
+        name="running_lease",
+    ),
+    Index("ix_mem_tree_jobs_status_available_at_ms", "status", "available_at_ms"),
+    Index("ix_mem_tree_jobs_kind", "kind"),
+    # The claim path: ready rows in priority order, oldest first. Partial, so its size
+    # follows the backlog and not the history.
+    Index("ix_mem_tree_jobs_ready", "priority", "available_at_ms", **_partial("status = 'ready'")),
+    Index("ix_mem_tree_jobs_lease", "locked_until_ms", **_partial("status = 'running'")),
+    Index("ix_mem_tree_jobs_completed_at_ms", "completed_at_ms"),
+    # A dedupe key is held while its row is ready or running.
+    Index("uq_mem_tree_jobs_dedupe_active", "dedupe_key", unique=True, **_partial(ACTIVE_WHERE)),
+)
+
+decay_jobs = Table(
+    "decay_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(40), nullable=False),
+    Column("source_ids_json", Text, nullable=False),
+    Column("summary_method", String(40), nullable=False),
+    Column("attestation_required", Boolean, nullable=False, server_default=text("true")),
+    Column("state", String(16), nullable=False),
+    Column("state_reason", Text),
+    Column("result_memory_id", String(64)),
+    Column("scheduled_for_ms", BigInteger, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("max_attempts", Integer, nullable=False, server_default=text("3")),
+    Column("lease_token", String(64)),
+    Column("locked_until_ms", BigInteger),
+    CheckConstraint(_one_of("state", [s.value for s in DecayState]), name="state"),
+    CheckConstraint(_one_of("kind", [k.value for k in DecayKind]), name="kind"),
+    CheckConstraint(_one_of("summary_method", [m.value for m in SummaryMethod]), name="summary_method"),
+    CheckConstraint(
+        "state <> 'failed' OR (state_reason IS NOT NULL AND length(trim(state_reason)) > 0)",
+        name="failed_reason",
+    ),
+    CheckConstraint(
+        "state <> 'in_progress' OR (lease_token IS NOT NULL AND locked_until_ms IS NOT NULL)",
+        name="in_progress_lease",
+    ),
+    Index("ix_decay_jobs_pending", "scheduled_for_ms", **_partial("state = 'pending'")),
+    Index("ix_decay_jobs_lease", "locked_until_ms", **_partial("state = 'in_progress'")),
+    Index("ix_decay_jobs_state", "state"),
+)
