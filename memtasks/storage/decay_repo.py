@@ -30,7 +30,7 @@ from memtasks.domain.decay import (
 )
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import Lease
-from memtasks.storage.rows import new_token, transaction
+from memtasks.storage.rows import new_token, transaction, update_picked
 from memtasks.storage.tables import decay_jobs
 
 log = logging.getLogger(__name__)
@@ -164,11 +164,8 @@ class DecayJobs:
             if not include_llm:
                 candidate = candidate.where(t.c.summary_method != SummaryMethod.LLM_SUMMARY.value)
             with self.engine.begin() as c:
-                row = c.execute(
-                    self._claim_update(now)
-                    .where(t.c.id.in_(candidate.scalar_subquery()), t.c.state == "pending")
-                    .returning(*t.c)
-                ).first()
+                stmt = update_picked(t, candidate, c.dialect.name).values(self._claim_values(now))
+                row = c.execute(stmt.where(t.c.state == "pending").returning(*t.c)).first()
             if row is None:
                 log_stage("idle", None, "no pending decay jobs")
                 return None
@@ -204,7 +201,10 @@ class DecayJobs:
         now = self.clock()
         with self.engine.begin() as c:
             row = c.execute(
-                self._claim_update(now).where(t.c.id == job_id, t.c.state == "pending").returning(*t.c)
+                update(t)
+                .values(self._claim_values(now))
+                .where(t.c.id == job_id, t.c.state == "pending")
+                .returning(*t.c)
             ).first()
         if row is None:
             # Lost the compare-and-set: somebody else claimed or settled it meanwhile.
@@ -216,14 +216,14 @@ class DecayJobs:
         log_stage("claim", job_id, "pending → in_progress")
         return DecayJob.from_row(row)
 
-    def _claim_update(self, now: int) -> Any:
-        return update(t).values(
-            state=DecayState.IN_PROGRESS.value,
-            attempts=t.c.attempts + 1,
-            lease_token=new_token(),
-            locked_until_ms=now + self.lease_ms,
-            updated_at_ms=now,
-        )
+    def _claim_values(self, now: int) -> dict[str, Any]:
+        return {
+            "state": DecayState.IN_PROGRESS.value,
+            "attempts": t.c.attempts + 1,
+            "lease_token": new_token(),
+            "locked_until_ms": now + self.lease_ms,
+            "updated_at_ms": now,
+        }
 
     # ── lease and settle ─────────────────────────────────────────────────────
 

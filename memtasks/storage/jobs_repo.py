@@ -51,7 +51,7 @@ from memtasks.domain.jobs import (
     NewJob,
     decode_payload,
 )
-from memtasks.storage.rows import chunks, new_token, transaction
+from memtasks.storage.rows import chunks, new_token, transaction, update_picked
 from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 
 log = logging.getLogger(__name__)
@@ -216,11 +216,15 @@ class MemTreeJobs:
         the error naming it is raised.
         """
         now = self.clock()
-        stmt = self._claim_update(now, lease_ms).where(
-            t.c.id == job_id,
-            t.c.status == "ready",
-            t.c.available_at_ms <= now,
-            t.c.kind.not_in(sorted(RETIRED_KINDS)),
+        stmt = (
+            update(t)
+            .values(self._claim_values(now, lease_ms))
+            .where(
+                t.c.id == job_id,
+                t.c.status == "ready",
+                t.c.available_at_ms <= now,
+                t.c.kind.not_in(sorted(RETIRED_KINDS)),
+            )
         )
         with self.engine.begin() as c:
             row = c.execute(stmt.returning(*t.c)).first()
@@ -268,25 +272,25 @@ class MemTreeJobs:
             )
             if kinds:
                 candidates = candidates.where(t.c.kind.in_([JobKind(k).value for k in kinds]))
-            stmt = self._claim_update(now, lease_ms).where(t.c.id.in_(candidates.scalar_subquery()))
             with self.engine.begin() as c:
+                stmt = update_picked(t, candidates, c.dialect.name).values(self._claim_values(now, lease_ms))
                 rows = c.execute(stmt.returning(*t.c)).all()
             jobs = sorted((Job.from_row(r) for r in rows), key=lambda j: (j.priority, j.available_at_ms))
             good = [job for job in jobs if self._check(job) is None]
             if good or not jobs:
                 return good
 
-    def _claim_update(self, now: int, lease_ms: int | None) -> Any:
+    def _claim_values(self, now: int, lease_ms: int | None) -> dict[str, Any]:
         lease = self.config.lease_ms if lease_ms is None else lease_ms
-        return update(t).values(
-            status="running",
-            attempts=t.c.attempts + 1,
-            started_at_ms=now,
-            locked_until_ms=now + lease,
-            lease_token=new_token(),
-            heartbeat_at_ms=None,
-            last_error=None,
-        )
+        return {
+            "status": "running",
+            "attempts": t.c.attempts + 1,
+            "started_at_ms": now,
+            "locked_until_ms": now + lease,
+            "lease_token": new_token(),
+            "heartbeat_at_ms": None,
+            "last_error": None,
+        }
 
     def _check(self, job: Job) -> ValidationError | None:
         """Validate a claimed row; a bad one is failed as unrecoverable right here."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Select, Table, Update, update
 
 T = TypeVar("T")
 
@@ -32,3 +32,17 @@ def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def update_picked(table: Table, picked: Select[Any], dialect: str) -> Update:
+    """``UPDATE table … WHERE id`` is one of the rows that ``picked`` selects.
+
+    PostgreSQL gets a MATERIALIZED CTE, evaluated exactly once: a plain
+    ``id IN (SELECT … LIMIT n FOR UPDATE SKIP LOCKED)`` may be re-run by the planner
+    for each outer row and then claims more rows than it returns. SQLite evaluates an
+    uncorrelated ``IN (SELECT …)`` once, under its write lock.
+    """
+    if dialect == "postgresql":
+        cte = picked.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
+        return update(table).where(table.c.id == cte.c.id)
+    return update(table).where(table.c.id.in_(picked.scalar_subquery()))

@@ -449,3 +449,13 @@ def test_settle_inside_callers_transaction_rolls_back_with_it(jobs: MemTreeJobs,
     assert row is not None and row.status is JobStatus.RUNNING
     assert jobs.get(follow) is None
     assert isinstance(claimed.lease, Lease)
+
+
+def test_a_claim_changes_exactly_the_rows_it_returns(jobs: MemTreeJobs, clock: FrozenClock) -> None:
+    """Regression: ``IN (SELECT … LIMIT n SKIP LOCKED)`` may be re-run per row on PostgreSQL."""
+    jobs.enqueue_many([NewJob(JobKind.EXTRACT_CHUNK, {"i": i}, available_at_ms=i) for i in range(20)])
+    jobs.enqueue(job(JobKind.SEAL))
+    assert jobs.claim_next() is not None
+    assert jobs.count_by_status()[JobStatus.RUNNING] == 1
+    assert len(jobs.claim_batch(5)) == 5
+    assert jobs.count_by_status()[JobStatus.RUNNING] == 6
