@@ -45,7 +45,7 @@ def require_postgres() -> None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         engine.dispose()
-    except Exception as exc:  # noqa: BLE001 - any failure means the service is missing
+    except Exception as exc:
         _pg_error.append(
             f"PostgreSQL is not reachable at {make_url(POSTGRES_URL).render_as_string()}: "
             f"{str(exc).splitlines()[0]} — start it with `make services` or set TEST_POSTGRES_URL"

@@ -74,9 +74,15 @@ def test_malformed_row_is_a_validation_error(decay: DecayJobs, engine, clock: Fr
     with engine.begin() as c:
         c.execute(
             insert(decay_jobs).values(
-                id="dj_bad", kind="candidate_compression", source_ids_json="{oops",
-                summary_method="deterministic_concatenate", state="pending",
-                scheduled_for_ms=0, created_at_ms=0, created_by="x", updated_at_ms=0,
+                id="dj_bad",
+                kind="candidate_compression",
+                source_ids_json="{oops",
+                summary_method="deterministic_concatenate",
+                state="pending",
+                scheduled_for_ms=0,
+                created_at_ms=0,
+                created_by="x",
+                updated_at_ms=0,
             )
         )
     with pytest.raises(ValidationError, match="dj_bad row malformed") as info:

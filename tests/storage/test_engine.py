@@ -62,9 +62,7 @@ def test_refused_journal_mode_is_an_error(tmp_path: Path) -> None:
     holder.execute("SELECT * FROM x").fetchall()
     try:
         with pytest.raises(StorageError, match="journal_mode"):
-            get_engine(
-                f"sqlite:///{path}", EngineOptions(journal_mode="delete", busy_timeout_s=0.2)
-            )
+            get_engine(f"sqlite:///{path}", EngineOptions(journal_mode="delete", busy_timeout_s=0.2))
     finally:
         holder.close()
 

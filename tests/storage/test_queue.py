@@ -194,10 +194,9 @@ def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:
 
 
 def test_enqueue_inside_callers_transaction(jobs: MemTreeJobs, engine) -> None:  # type: ignore[no-untyped-def]
-    with engine.connect() as conn:
-        with conn.begin() as tx:
-            assert jobs.enqueue(job(), conn=conn) is not None
-            tx.rollback()
+    with engine.connect() as conn, conn.begin() as tx:
+        assert jobs.enqueue(job(), conn=conn) is not None
+        tx.rollback()
     assert jobs.count_total() == 0
     with engine.begin() as conn:
         job_id = jobs.enqueue(job(), conn=conn)
@@ -387,9 +386,11 @@ def test_requeue_never_breaks_the_dedupe_index(jobs: MemTreeJobs) -> None:
     assert active is not None
     assert jobs.requeue_failed() == 1, "one of the two seal:t:1 rows; seal:t:2 is held by an active row"
     with jobs.engine.connect() as c:
-        keys = c.execute(
-            select(mem_tree_jobs.c.dedupe_key).where(mem_tree_jobs.c.status == "ready")
-        ).scalars().all()
+        keys = (
+            c.execute(select(mem_tree_jobs.c.dedupe_key).where(mem_tree_jobs.c.status == "ready"))
+            .scalars()
+            .all()
+        )
     assert sorted(keys) == ["seal:t:1", "seal:t:2"]
 
 
