@@ -1,0 +1,1 @@
+"""Use cases over the storage layer. No Celery here."""

@@ -1,0 +1,59 @@
+"""Build the storage objects a process needs from one :class:`Settings`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from memtasks.config import Settings
+from memtasks.domain.backoff import RetryPolicy
+from memtasks.domain.clock import SECOND_MS, Clock, system_clock
+from memtasks.storage.decay_repo import DecayJobs
+from memtasks.storage.engine import EngineOptions, get_engine
+from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
+
+
+def engine_options(settings: Settings) -> EngineOptions:
+    return EngineOptions(
+        busy_timeout_s=settings.sqlite_busy_timeout_s,
+        journal_mode=settings.sqlite_journal_mode,
+        pool_size=settings.pool_size,
+        auto_migrate=settings.auto_migrate,
+        breaker_threshold=settings.breaker_threshold,
+        breaker_cooldown_s=settings.breaker_cooldown_s,
+    )
+
+
+def queue_config(settings: Settings) -> QueueConfig:
+    return QueueConfig(
+        lease_ms=int(settings.lease_s * SECOND_MS),
+        policy=RetryPolicy(
+            base_ms=int(settings.backoff_base_s * SECOND_MS),
+            cap_ms=int(settings.backoff_cap_s * SECOND_MS),
+            jitter=settings.backoff_jitter,
+        ),
+        max_attempts=settings.max_attempts,
+        defer_max_age_ms=int(settings.defer_max_age_s * SECOND_MS),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The engine and repositories of one process, built from its settings."""
+
+    settings: Settings
+    engine: Engine
+    jobs: MemTreeJobs
+    decay: DecayJobs
+
+
+def open_runtime(settings: Settings, *, clock: Clock = system_clock) -> Runtime:
+    """Open (or reuse) the engine for the configured database and wrap it in repositories."""
+    engine = get_engine(settings.resolved_database_url, engine_options(settings))
+    return Runtime(
+        settings=settings,
+        engine=engine,
+        jobs=MemTreeJobs(engine, config=queue_config(settings), clock=clock),
+        decay=DecayJobs(engine, lease_ms=int(settings.lease_s * SECOND_MS), clock=clock),
+    )
