@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +11,7 @@ from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMetho
 from memtasks.domain.errors import ValidationError
 from memtasks.storage.decay_repo import DecayJobs
 from memtasks.storage.tables import decay_jobs
+from tests.helpers import all_at_once
 
 pytestmark = pytest.mark.integration
 
@@ -98,25 +97,14 @@ def test_malformed_row_is_a_validation_error(decay: DecayJobs, engine, clock: Fr
 
 def test_claim_is_compare_and_set(decay: DecayJobs) -> None:
     job_id = decay.enqueue(DET, created_by="op")
-    barrier = threading.Barrier(8)
-    outcomes: list[str] = []
-    lock = threading.Lock()
 
-    def run() -> None:
-        barrier.wait()
+    def run() -> str:
         try:
-            got = decay.claim(job_id)
-            result = "claimed" if got is not None else "noop"
+            return "claimed" if decay.claim(job_id) is not None else "noop"
         except ValidationError as exc:
-            result = exc.code or "error"
-        with lock:
-            outcomes.append(result)
+            return exc.code or "error"
 
-    threads = [threading.Thread(target=run) for _ in range(8)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    outcomes = all_at_once(8, run)
     assert outcomes.count("claimed") == 1
     assert set(outcomes) <= {"claimed", "decay.job.in_progress"}
 
@@ -135,6 +123,7 @@ def test_settle_is_fenced_and_failed_reason_never_empty(decay: DecayJobs, clock:
     assert row is not None and row.state is DecayState.FAILED
     assert row.state_reason == "decay.runner.failure"
     assert row.result_memory_id is None
+    assert row.updated_at_ms == clock.now_ms, "claim and settle read one injected clock"
 
 
 def test_database_refuses_failed_without_reason_and_unknown_states(decay: DecayJobs, engine) -> None:  # type: ignore[no-untyped-def]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,11 @@ from memtasks.storage.engine import (
     parse_url,
     quarantine_sqlite,
 )
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
 UNREACHABLE_PG = "postgresql://memtasks:s3cret-pw@127.0.0.1:1/test"
-
-
-def wait_for(condition, timeout: float = 10.0, interval: float = 0.02) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met before the deadline")
-        time.sleep(interval)
 
 
 def test_one_engine_per_url(db_url: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from memtasks.domain.errors import JobNotFound, MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import FailureClass, JobKind, JobStatus, Lease, NewJob
 from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
 from memtasks.storage.tables import mem_tree_jobs
+from tests.helpers import all_at_once
 
 pytestmark = pytest.mark.integration
 
@@ -169,21 +169,7 @@ def test_enqueue_many_dedupes_within_and_across_batches(jobs: MemTreeJobs) -> No
 
 
 def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:
-    barrier = threading.Barrier(50)
-    results: list[str | None] = []
-    lock = threading.Lock()
-
-    def enqueue() -> None:
-        barrier.wait()
-        got = jobs.enqueue(job(key="extract:chunk-1"))
-        with lock:
-            results.append(got)
-
-    threads = [threading.Thread(target=enqueue) for _ in range(50)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    results = all_at_once(50, lambda: jobs.enqueue(job(key="extract:chunk-1")))
     inserted = [r for r in results if r is not None]
     assert len(results) == 50
     assert len(inserted) == 1
