@@ -11,7 +11,7 @@ from sqlalchemy import inspect
 
 from memtasks.storage.engine import EngineOptions, get_engine
 from memtasks.storage.migrate import current_revision, head_revision, upgrade
-from memtasks.storage.tables import metadata
+from memtasks.storage.schema import metadata
 
 pytestmark = pytest.mark.integration
 

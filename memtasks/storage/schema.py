@@ -1,0 +1,8 @@
+"""The complete schema: every table of memtasks registered on one ``metadata``."""
+
+from __future__ import annotations
+
+from memtasks.storage import memory_tables, tables
+from memtasks.storage.tables import metadata
+
+__all__ = ["memory_tables", "metadata", "tables"]
