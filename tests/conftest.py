@@ -97,3 +97,32 @@ def clock() -> FrozenClock:
 def jobs(engine, clock: FrozenClock) -> MemTreeJobs:  # type: ignore[no-untyped-def]
     """The queue with a frozen clock and no jitter, so backoffs are exact."""
     return MemTreeJobs(engine, clock=clock, config=QueueConfig(policy=RetryPolicy(jitter=0)))
+
+
+_redis_error: list[str] = []
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis URL; the test fails, naming Redis, when it does not answer."""
+    import redis
+
+    if not _redis_error:
+        try:
+            client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+            client.ping()
+            client.close()
+        except redis.RedisError as exc:
+            _redis_error.append(
+                f"Redis is not reachable at {REDIS_URL}: {exc} — start it with `make services` "
+                "or set TEST_REDIS_URL"
+            )
+    if _redis_error:
+        pytest.fail(_redis_error[0])
+    return REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix of this test alone, so tests never share keys."""
+    return f"memtasks-test:{uuid.uuid4().hex[:12]}:"
