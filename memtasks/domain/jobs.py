@@ -121,7 +121,7 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
     if not isinstance(payload, Mapping):
         raise MalformedPayload(f"expected a JSON object, got {type(payload).__name__}")
     try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
         raise MalformedPayload(f"not JSON-serialisable: {exc}") from None
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
