@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 Clock = Callable[[], int]
 """A clock returns the current time in Unix milliseconds."""
@@ -14,6 +14,7 @@ SECOND_MS = 1_000
 MINUTE_MS = 60 * SECOND_MS
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def system_clock() -> int:
@@ -30,7 +31,7 @@ def from_datetime(value: datetime) -> int:
     """An aware datetime to Unix milliseconds (naive datetimes are refused)."""
     if value.tzinfo is None:
         raise ValueError("naive datetime: attach a timezone (UTC) first")
-    return int(value.timestamp() * 1000)
+    return (value - EPOCH) // timedelta(milliseconds=1)
 
 
 @dataclass

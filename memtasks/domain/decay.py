@@ -124,7 +124,7 @@ class DecaySpec:
         """Parse stored columns; :class:`ValidationError` (``decay.job.malformed``) otherwise."""
         try:
             ids = json.loads(source_ids_json)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise ValidationError(f"source ids are not JSON: {exc}", code=CODE_MALFORMED) from None
         if not isinstance(ids, list):
             raise ValidationError("source ids are not a JSON list", code=CODE_MALFORMED)

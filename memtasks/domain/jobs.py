@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -120,8 +120,12 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
     """Canonical JSON text for a payload; :class:`MalformedPayload` when it cannot be."""
     if not isinstance(payload, Mapping):
         raise MalformedPayload(f"expected a JSON object, got {type(payload).__name__}")
+    if any(not isinstance(key, str) for key in payload):
+        raise MalformedPayload("object keys must be strings")
     try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        text = json.dumps(
+            dict(payload), sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+        )
     except (TypeError, ValueError, RecursionError) as exc:
         raise MalformedPayload(f"not JSON-serialisable: {exc}") from None
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
@@ -133,12 +137,16 @@ def encode_payload(payload: Mapping[str, Any]) -> str:
     return text
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def decode_payload(text: str | None) -> dict[str, Any]:
     """The payload object stored as ``text``; :class:`MalformedPayload` otherwise."""
     if text is None:
         raise MalformedPayload("payload is missing")
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise MalformedPayload(f"invalid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -168,17 +176,18 @@ class NewJob:
     dedupe_key: str | None = None
     available_at_ms: int | None = None
     max_attempts: int | None = None
+    payload_json: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JobKind.parse(str(self.kind)))
-        encode_payload(self.payload)
+        # Encoded once: later changes to the caller's dict cannot bypass validation.
+        object.__setattr__(self, "payload_json", encode_payload(self.payload))
         check_dedupe_key(self.dedupe_key)
-        if self.max_attempts is not None and not 1 <= self.max_attempts <= 100:
-            raise MalformedPayload("max_attempts must be between 1 and 100")
-
-    @property
-    def payload_json(self) -> str:
-        return encode_payload(self.payload)
+        attempts = self.max_attempts
+        if attempts is not None and (
+            isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100
+        ):
+            raise MalformedPayload("max_attempts must be a whole number between 1 and 100")
 
 
 @dataclass(frozen=True, slots=True)

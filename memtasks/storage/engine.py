@@ -129,7 +129,9 @@ def get_engine(url: str, options: EngineOptions | None = None) -> Engine:
         breaker.before_attempt()
         try:
             engine = _open(parsed, options)
-        except Exception:
+        except BaseException:
+            # Any way out of a trial counts as a failure, or a half-open breaker would
+            # wait forever for the verdict of a trial that never reports.
             breaker.record_failure()
             raise
         breaker.record_success()
