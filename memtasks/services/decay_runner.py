@@ -1,0 +1,240 @@
+"""Run decay jobs: claim → dispatch → settle, exactly once in effect.
+
+Guarantees:
+
+- **Atomic effects**: a compression's summary memory, its supersession edges and the job's
+  ``completed`` settle commit in one transaction. The settle is fenced by the claim's lease;
+  when the lease was lost (recovered and re-claimed elsewhere) everything rolls back and
+  :class:`SettleFenced` is raised.
+- **Fail closed**: any error of a dispatched job settles it ``failed`` with the error's stable
+  invariant code, else its message, else ``decay.runner.failure``; then the original
+  exception is re-raised (a note on it names the job and reason). Validation problems
+  (missing sources, mixed kinds, attestation rejections, a refusing backend) are
+  :class:`~memtasks.domain.errors.ValidationError` with a ``code``; a summary backend's own
+  exception is re-raised as it is.
+- **LLM summaries need an operator**: :meth:`DecayRunner.run_next` never claims an LLM job
+  unless asked (unattended workers leave them pending); an LLM job runs only with an
+  attestation for that very job that :class:`AttestationVerifier` accepts — the job's
+  ``attestation_required`` flag cannot waive it — and only with the pinned model and prompt
+  hash handed to the backend. The default backend refuses.
+- **Idempotent by id**: :meth:`DecayRunner.run_by_id` on a terminal job is a no-op; not found,
+  a malformed row, or a job in progress elsewhere → :class:`ValidationError` (from
+  :meth:`DecayJobs.claim`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine
+
+from memtasks.domain.attestation import CODE_NO_OPERATOR_KEY, AttestationError, parse_attestation
+from memtasks.domain.clock import Clock
+from memtasks.domain.compression import CompressionPolicy, Source, Summary, compress, summarise_with
+from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod, failure_reason
+from memtasks.domain.errors import LeaseLost, ValidationError
+from memtasks.domain.jobs import Lease
+from memtasks.services.attestation import AttestationVerifier
+from memtasks.storage.decay_repo import DecayJob, DecayJobs, log_stage
+from memtasks.storage.memory_repo import MemoryStore
+
+CODE_BACKEND_REFUSED = "decay.llm_summary.backend_refused"
+MAX_REASON_CHARS = 2000
+
+AttestationSource = Callable[[str], bytes | str | None]
+"""Given a job id, the operator attestation document for it, or None."""
+
+
+class SummaryBackend(Protocol):
+    """A plug-in that summarises sources with a model. memtasks never calls an LLM itself."""
+
+    def summarise(self, sources: Sequence[Source], model: str, prompt_template_hash: str) -> str:
+        """The summary text of ``sources`` made by ``model`` with the pinned prompt template."""
+        ...
+
+
+class SummaryBackendRefused(ValidationError):
+    """The summary backend refuses to run (no LLM is configured)."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message or f"{CODE_BACKEND_REFUSED}: no summary backend is configured", code=CODE_BACKEND_REFUSED
+        )
+
+
+class RefusingSummaryBackend:
+    """The default backend: refuses every request (fail closed)."""
+
+    def summarise(self, sources: Sequence[Source], model: str, prompt_template_hash: str) -> str:  # noqa: ARG002
+        raise SummaryBackendRefused()
+
+
+class SettleFenced(LeaseLost):
+    """The job's lease was lost before it settled: nothing this run wrote was committed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """What :meth:`DecayRunner.run_by_id` did: ``ran`` False means a terminal no-op."""
+
+    job_id: str
+    ran: bool
+    state: DecayState
+    result_memory_id: str | None
+
+
+class DecayRunner:
+    """The decay-job use case. No Celery here; the clock defaults to ``decay_jobs.clock``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        decay_jobs: DecayJobs,
+        *,
+        summary_backend: SummaryBackend | None = None,
+        clock: Clock | None = None,
+        verifier: AttestationVerifier | None = None,
+        memories: MemoryStore | None = None,
+        policy: CompressionPolicy | None = None,
+    ) -> None:
+        self.engine = engine
+        self.decay_jobs = decay_jobs
+        self.summary_backend: SummaryBackend = (
+            RefusingSummaryBackend() if summary_backend is None else summary_backend
+        )
+        self.clock: Clock = decay_jobs.clock if clock is None else clock
+        self.verifier = verifier
+        self.memories = MemoryStore(engine, clock=self.clock) if memories is None else memories
+        self.policy = CompressionPolicy() if policy is None else policy
+
+    # ── entry points ─────────────────────────────────────────────────────────
+
+    def run_next(
+        self, include_llm: bool = False, *, attestation_for: AttestationSource | None = None
+    ) -> str | None:
+        """Run the first due pending job; its id, or None when there is none.
+
+        Unattended (the default), LLM-summary jobs are never picked: they stay pending for an
+        operator. With ``include_llm``, an LLM job runs with ``attestation_for(job_id)``; without
+        a valid one it is failed (fail closed). Errors as in :meth:`run_by_id`.
+        """
+        job = self.decay_jobs.claim_next(include_llm=include_llm)
+        if job is None:
+            return None
+        attestation = None
+        if attestation_for is not None and job.summary_method == SummaryMethod.LLM_SUMMARY.value:
+            attestation = attestation_for(job.id)
+        self._run(job, attestation)
+        return job.id
+
+    def run_by_id(self, job_id: str, attestation: bytes | str | None = None) -> RunOutcome:
+        """Run one job. ``attestation`` is the operator attestation document (JSON text or
+        bytes), needed for an LLM-summary job and ignored otherwise.
+
+        Terminal → no-op (``ran`` False, row untouched). Not found / malformed / in progress
+        → :class:`ValidationError` with ``decay.job.*`` codes, nothing changed. A failed
+        run re-raises its error after the job is settled failed; :class:`SettleFenced` when
+        the lease was lost.
+        """
+        job = self.decay_jobs.claim(job_id)
+        if job is None:
+            current = self.decay_jobs.get(job_id)
+            if current is None:  # deleted meanwhile
+                raise ValidationError(f"decay job {job_id} not found", code="decay.job.not_found")
+            return RunOutcome(job_id, False, current.state, current.result_memory_id)
+        memory_id = self._run(job, attestation)
+        return RunOutcome(job_id, True, DecayState.COMPLETED, memory_id)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a pending job: True when it was pending; not found → ValidationError."""
+        return self.decay_jobs.cancel(job_id)
+
+    def cancel_pending(self, *, kind: DecayKind | None = None) -> int:
+        """Cancel every pending job (of ``kind``); returns how many."""
+        return self.decay_jobs.cancel_pending(kind=kind)
+
+    # ── one run ──────────────────────────────────────────────────────────────
+
+    def _run(self, job: DecayJob, attestation: bytes | str | None) -> str | None:
+        lease = job.lease
+        try:
+            memory_id = self._dispatch(job, job.spec(), lease, attestation)
+        except SettleFenced:
+            log_stage("settle", job.id, "lease lost before settle; effects rolled back")
+            raise
+        except Exception as exc:
+            reason = _reason(exc)
+            log_stage("settle", job.id, f"failed: {reason}")
+            if not self.decay_jobs.settle_failed(lease, reason):
+                log_stage("settle", job.id, "lease lost; failure not recorded")
+                raise SettleFenced(f"decay job {job.id}: lease lost before its failure settled") from exc
+            log_stage("complete", job.id, "transitioned to failed")
+            exc.add_note(f"decay job {job.id} settled failed: {reason}")
+            raise
+        log_stage("complete", job.id, "transitioned to completed")
+        return memory_id
+
+    def _dispatch(
+        self, job: DecayJob, spec: DecaySpec, lease: Lease, attestation: bytes | str | None
+    ) -> str | None:
+        if spec.kind is DecayKind.EXPIRED_PRINCIPLE_REVIEW:
+            log_stage("dispatch", job.id, "kind=expired_principle_review (ceremony opened separately)")
+            with self.engine.begin() as conn:
+                self._settle_completed(conn, job, lease, None, "ceremony opened; no memory produced")
+            return None
+        log_stage("dispatch", job.id, f"kind={spec.kind.value} method={spec.method.value}")
+        if spec.method is SummaryMethod.DETERMINISTIC_CONCATENATE:
+            with self.engine.begin() as conn:
+                sources = self.memories.load_sources(spec.source_ids, conn=conn)
+                return self._land(conn, job, lease, compress(sources, self.policy))
+        summary = self._llm_summary(job, spec, attestation)
+        with self.engine.begin() as conn:
+            self.memories.load_sources(spec.source_ids, conn=conn)  # still all there
+            return self._land(conn, job, lease, summary)
+
+    def _llm_summary(self, job: DecayJob, spec: DecaySpec, attestation: bytes | str | None) -> Summary:
+        """Verify the attestation, then ask the backend; outside any transaction (it may be slow)."""
+        if self.verifier is None:
+            parse_attestation(attestation)  # a missing one is reported as missing
+            raise AttestationError("no operator public key is configured", code=CODE_NO_OPERATOR_KEY)
+        verified = self.verifier.verify(attestation, job_id=job.id, now_ms=self.clock())
+        log_stage("dispatch", job.id, f"attestation of operator {verified.claims.operator_id} verified")
+        sources = self.memories.load_sources(spec.source_ids)
+        text = self.summary_backend.summarise(
+            sources, self.verifier.model, self.verifier.prompt_template_hash
+        )
+        return summarise_with(sources, text, self.policy)
+
+    def _land(self, conn: Connection, job: DecayJob, lease: Lease, summary: Summary) -> str:
+        memory_id = self.memories.insert_summary(summary, conn=conn)
+        self.memories.write_supersessions(memory_id, summary, decay_job_id=job.id, conn=conn)
+        self._settle_completed(conn, job, lease, memory_id, f"compression ok; produced {memory_id}")
+        return memory_id
+
+    def _settle_completed(
+        self, conn: Connection, job: DecayJob, lease: Lease, memory_id: str | None, message: str
+    ) -> None:
+        log_stage("settle", job.id, message)
+        if not self.decay_jobs.settle_completed(lease, memory_id, conn=conn):
+            # Raised inside the caller's ``engine.begin()``: the whole transaction rolls back.
+            raise SettleFenced(f"decay job {job.id}: lease lost before settle; nothing committed")
+
+
+def _reason(exc: Exception) -> str:
+    code = getattr(exc, "code", None)
+    reason = failure_reason(code if isinstance(code, str) else None, str(exc))
+    return reason[:MAX_REASON_CHARS]
+
+
+__all__ = [
+    "CODE_BACKEND_REFUSED",
+    "AttestationSource",
+    "DecayRunner",
+    "RefusingSummaryBackend",
+    "RunOutcome",
+    "SettleFenced",
+    "SummaryBackend",
+    "SummaryBackendRefused",
+]
