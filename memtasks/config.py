@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
     retention_days: PositiveSeconds = 14.0
 
+    retrieval_failure_retention_days: PositiveSeconds = 90.0
+    retrieval_failure_capacity: int = Field(default=256, ge=1)
+    retrieval_failure_batch_size: int = Field(default=16, ge=1)
+    retrieval_failure_flush_interval_s: PositiveSeconds = 0.1
+
     breaker_threshold: int = Field(default=3, ge=1)
     breaker_cooldown_s: PositiveSeconds = 30.0
 
