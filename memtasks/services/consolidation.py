@@ -1,0 +1,409 @@
+"""Memory consolidation: three gates, then prune old messages and excess outcomes.
+
+:meth:`Consolidator.maybe_run` evaluates the gates in order — the fleet-wide Redis lock,
+the time gate, the session gate — and stops at the first rejection: nothing is deleted
+and nothing is written except the ledger row recording the skip. When every gate
+passes it prunes, in bounded batches, while holding (and renewing) the lock, checking
+between batches that the lock is still held; then, and only then, it stores the run
+time as the fact (``__system__``, ``last_consolidated_at``, Unix seconds as text) in the
+same transaction that settles the run's ledger row.
+
+Choices beyond the seed, deliberately:
+
+* :meth:`Consolidator.prune` bypasses the time and session gates but **still takes the
+  lock**. The lock is mutual exclusion, not a policy: two prunes racing over the same
+  rows would split the counts and interleave their ledger rows. If the lock is held, the
+  forced prune is skipped (the holder is pruning already). A successful forced prune
+  records the last run like any other run, so a forced run also resets the gates (and
+  repairs a corrupt or future last-run fact).
+* :meth:`Consolidator.dry_run` takes no lock and deletes nothing: it evaluates the time
+  and session gates (to show what a scheduled run would decide) and counts, with the
+  very queries the prune deletes with, what would be deleted now.
+* Every call writes one ledger row. A run that passed its gates opens its row first
+  (reading ``failed``/interrupted) and settles it at the end, so a killed run is visible.
+* A failing run (an error inside the prune, a lost lock) settles its row as ``failed``
+  with the error and the counts deleted so far, releases the lock, and re-raises.
+* One clock reading per run: the gates, the message cutoff and the stored last-run time
+  all use the time the run started (so conversations started during a run count toward
+  the next one).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from memtasks.domain.clock import Clock, system_clock
+from memtasks.domain.gates import (
+    LAST_CONSOLIDATED_KEY,
+    SYSTEM_SENDER,
+    ConsolidationConfig,
+    DetailValue,
+    Gate,
+    GateDecision,
+    RunOutcome,
+    check_trigger,
+    decided_by,
+    gates_json,
+    last_run_value,
+    parse_last_run,
+    session_gate,
+    sessions_since_ms,
+    time_gate,
+)
+from memtasks.locks import LockHold, LockUnavailable, RedisLockGate
+from memtasks.storage.consolidation_repo import ConsolidationRepo
+from memtasks.storage.facts_repo import Facts
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCK_NAME = "memtasks:lock:consolidate"
+LOG_PREFIX = "memtasks.consolidation"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolidationReport:
+    """What one call did. For a dry run, the counts are what a run would delete now."""
+
+    trigger: str
+    dry_run: bool
+    outcome: RunOutcome
+    gates: tuple[GateDecision, ...]
+    started_at_ms: int
+    finished_at_ms: int
+    duration_ms: int
+    run_id: int
+    messages_pruned: int = 0
+    outcomes_pruned: int = 0
+    forced: bool = False
+    last_run_written: bool = False
+
+    @property
+    def ran(self) -> bool:
+        """True when the prune ran (or, for a dry run, the counting did)."""
+        return self.outcome is RunOutcome.RAN
+
+    @property
+    def decided_by(self) -> Gate | None:
+        """The gate that rejected the run (for a dry run: that would have), or ``None``."""
+        return decided_by(self.gates)
+
+
+@dataclass(slots=True)
+class _Progress:
+    messages: int = 0
+    outcomes: int = 0
+
+
+class Consolidator:
+    """Runs consolidation against ``engine`` under ``lock_gate`` with ``config`` and ``clock``.
+
+    Safe to call from several processes and machines at once: the Redis lock lets at
+    most one of them prune at a time; the others record a lock-gate skip.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        lock_gate: RedisLockGate,
+        config: ConsolidationConfig | None = None,
+        clock: Clock = system_clock,
+        *,
+        repo: ConsolidationRepo | None = None,
+    ) -> None:
+        self.engine = engine
+        self.lock_gate = lock_gate
+        self.config = config or ConsolidationConfig()
+        self.clock = clock
+        self.repo = repo or ConsolidationRepo(engine)
+        self.facts = Facts(engine, clock=clock)
+
+    # ── public API ──────────────────────────────────────────────────────────
+
+    def maybe_run(self, trigger: str = "schedule") -> ConsolidationReport:
+        """Prune if the lock, time and session gates all pass; otherwise record the skip.
+
+        Raises :class:`~memtasks.locks.LockUnavailable` when Redis is unreachable and
+        re-raises any error of the prune, after recording it in the ledger.
+        """
+        trigger = check_trigger(trigger)
+        started_ms, t0 = self.clock(), time.monotonic()
+        gates: list[GateDecision] = []
+        with ExitStack() as stack:
+            held = self._take_lock(stack, trigger, started_ms, t0)
+            gates.append(self._lock_decision(held))
+            if not held:
+                return self._skip(trigger, started_ms, t0, gates)
+            try:
+                last_s = self.last_run_s()
+                gates.append(time_gate(last_s, started_ms, self.config.min_hours))
+                if gates[-1].passed:
+                    since = sessions_since_ms(last_s)
+                    count = self.repo.count_conversations_started_after(since)
+                    gates.append(session_gate(count, self.config.min_sessions))
+            except Exception as exc:
+                self._record_failure(trigger, started_ms, t0, gates, exc)
+                raise
+            if not gates[-1].passed:
+                return self._skip(trigger, started_ms, t0, gates)
+            return self._run(trigger, started_ms, t0, gates, held, forced=False)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def prune(self, trigger: str = "manual") -> ConsolidationReport:
+        """Prune now, bypassing the time and session gates (not the lock: see the module doc)."""
+        trigger = check_trigger(trigger)
+        started_ms, t0 = self.clock(), time.monotonic()
+        with ExitStack() as stack:
+            held = self._take_lock(stack, trigger, started_ms, t0, forced=True)
+            gates = [self._lock_decision(held)]
+            if not held:
+                return self._skip(trigger, started_ms, t0, gates, forced=True)
+            return self._run(trigger, started_ms, t0, gates, held, forced=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def dry_run(self, trigger: str = "dry_run") -> ConsolidationReport:
+        """Report what a prune would delete now, and what the time and session gates say.
+
+        Takes no lock and deletes nothing; writes one ledger row with ``dry_run`` set.
+        """
+        trigger = check_trigger(trigger)
+        started_ms, t0 = self.clock(), time.monotonic()
+        last_s = self.last_run_s()
+        count = self.repo.count_conversations_started_after(sessions_since_ms(last_s))
+        gates = (
+            time_gate(last_s, started_ms, self.config.min_hours),
+            session_gate(count, self.config.min_sessions),
+        )
+        messages = self.repo.count_prunable_messages(self.config.message_cutoff_ms(started_ms))
+        outcomes = self.repo.count_excess_outcomes(self.config.max_outcomes_per_sender)
+        finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+        run_id = self.repo.record_run(
+            started_at_ms=started_ms,
+            finished_at_ms=finished_ms,
+            trigger=trigger,
+            dry_run=True,
+            outcome=RunOutcome.RAN,
+            gates_json=gates_json(gates, lock="not taken: dry run"),
+            duration_ms=duration_ms,
+            messages_pruned=messages,
+            outcomes_pruned=outcomes,
+        )
+        log.info(
+            "%s dry_run trigger=%s would_prune messages=%d outcomes=%d",
+            LOG_PREFIX,
+            trigger,
+            messages,
+            outcomes,
+        )
+        return ConsolidationReport(
+            trigger=trigger,
+            dry_run=True,
+            outcome=RunOutcome.RAN,
+            gates=gates,
+            started_at_ms=started_ms,
+            finished_at_ms=finished_ms,
+            duration_ms=duration_ms,
+            run_id=run_id,
+            messages_pruned=messages,
+            outcomes_pruned=outcomes,
+        )
+
+    def last_run_s(self) -> int | None:
+        """The recorded last run in Unix seconds; ``None`` when absent, unparsable, 0 or negative."""
+        return parse_last_run(self.facts.get(SYSTEM_SENDER, LAST_CONSOLIDATED_KEY))
+
+    # ── internals ───────────────────────────────────────────────────────────
+
+    def _take_lock(
+        self, stack: ExitStack, trigger: str, started_ms: int, t0: float, *, forced: bool = False
+    ) -> LockHold:
+        try:
+            return stack.enter_context(self.lock_gate.hold())
+        except LockUnavailable as exc:
+            decision = GateDecision(Gate.LOCK, False, f"lock server unreachable: {exc}")
+            self._record_failure(trigger, started_ms, t0, [decision], exc, forced=forced)
+            raise
+
+    def _lock_decision(self, held: LockHold) -> GateDecision:
+        detail: dict[str, DetailValue] = {"name": self.lock_gate.name, "ttl_s": self.lock_gate.ttl_s}
+        if held:
+            return GateDecision(Gate.LOCK, True, "lock taken", detail)
+        return GateDecision(Gate.LOCK, False, "lock held by another run", detail)
+
+    def _run(
+        self,
+        trigger: str,
+        started_ms: int,
+        t0: float,
+        gates: Sequence[GateDecision],
+        held: LockHold,
+        *,
+        forced: bool,
+    ) -> ConsolidationReport:
+        cfg = self.config
+        extra = _forced_note(forced)
+        run_id = self.repo.start_run(
+            started_at_ms=started_ms, trigger=trigger, dry_run=False, gates_json=gates_json(gates, **extra)
+        )
+        progress = _Progress()
+
+        def after_messages(deleted: int) -> None:
+            progress.messages += deleted
+            held.check()
+
+        def after_outcomes(deleted: int) -> None:
+            progress.outcomes += deleted
+            held.check()
+
+        try:
+            held.check()
+            log.info("%s run trigger=%s run_id=%d gates passed, pruning", LOG_PREFIX, trigger, run_id)
+            messages = self.repo.prune_messages(
+                cfg.message_cutoff_ms(started_ms), cfg.delete_batch_size, after_messages
+            )
+            outcomes = self.repo.prune_outcomes(
+                cfg.max_outcomes_per_sender, cfg.delete_batch_size, after_outcomes
+            )
+            held.check()
+            value = last_run_value(started_ms)
+            finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+            with self.engine.begin() as conn:
+                if value is not None:
+                    self.facts.upsert(SYSTEM_SENDER, LAST_CONSOLIDATED_KEY, value, conn=conn)
+                self.repo.finish_run(
+                    run_id,
+                    outcome=RunOutcome.RAN,
+                    finished_at_ms=finished_ms,
+                    duration_ms=duration_ms,
+                    messages_pruned=messages,
+                    outcomes_pruned=outcomes,
+                    conn=conn,
+                )
+        except Exception as exc:
+            self._settle_failed(run_id, t0, progress, exc)
+            raise
+        if value is None:
+            log.warning(
+                "%s clock reads before 1970 (%d ms): last run not recorded; the next tick retries",
+                LOG_PREFIX,
+                started_ms,
+            )
+        log.info(
+            "%s ran trigger=%s run_id=%d pruned messages=%d outcomes=%d in %d ms",
+            LOG_PREFIX,
+            trigger,
+            run_id,
+            messages,
+            outcomes,
+            duration_ms,
+        )
+        return ConsolidationReport(
+            trigger=trigger,
+            dry_run=False,
+            outcome=RunOutcome.RAN,
+            gates=tuple(gates),
+            started_at_ms=started_ms,
+            finished_at_ms=finished_ms,
+            duration_ms=duration_ms,
+            run_id=run_id,
+            messages_pruned=messages,
+            outcomes_pruned=outcomes,
+            forced=forced,
+            last_run_written=value is not None,
+        )
+
+    def _skip(
+        self, trigger: str, started_ms: int, t0: float, gates: Sequence[GateDecision], *, forced: bool = False
+    ) -> ConsolidationReport:
+        finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+        run_id = self.repo.record_run(
+            started_at_ms=started_ms,
+            finished_at_ms=finished_ms,
+            trigger=trigger,
+            dry_run=False,
+            outcome=RunOutcome.SKIPPED,
+            gates_json=gates_json(gates, **_forced_note(forced)),
+            duration_ms=duration_ms,
+        )
+        rejected = gates[-1]
+        log.info(
+            "%s skipped trigger=%s gate=%s: %s", LOG_PREFIX, trigger, rejected.gate.value, rejected.reason
+        )
+        return ConsolidationReport(
+            trigger=trigger,
+            dry_run=False,
+            outcome=RunOutcome.SKIPPED,
+            gates=tuple(gates),
+            started_at_ms=started_ms,
+            finished_at_ms=finished_ms,
+            duration_ms=duration_ms,
+            run_id=run_id,
+            forced=forced,
+        )
+
+    def _record_failure(
+        self,
+        trigger: str,
+        started_ms: int,
+        t0: float,
+        gates: Sequence[GateDecision],
+        exc: BaseException,
+        *,
+        forced: bool = False,
+    ) -> None:
+        """A ledger row for a call that failed before pruning; never raises."""
+        try:
+            self.repo.record_run(
+                started_at_ms=started_ms,
+                finished_at_ms=self.clock(),
+                trigger=trigger,
+                dry_run=False,
+                outcome=RunOutcome.FAILED,
+                gates_json=gates_json(gates, **_forced_note(forced)),
+                duration_ms=_elapsed_ms(t0),
+                error=_describe(exc),
+            )
+        except Exception:
+            log.exception("%s could not record the failed run in the ledger", LOG_PREFIX)
+        log.error("%s failed trigger=%s: %s", LOG_PREFIX, trigger, _describe(exc))
+
+    def _settle_failed(self, run_id: int, t0: float, progress: _Progress, exc: BaseException) -> None:
+        """Settle a started run as failed with what it deleted so far; never raises."""
+        try:
+            self.repo.finish_run(
+                run_id,
+                outcome=RunOutcome.FAILED,
+                finished_at_ms=self.clock(),
+                duration_ms=_elapsed_ms(t0),
+                messages_pruned=progress.messages,
+                outcomes_pruned=progress.outcomes,
+                error=_describe(exc),
+            )
+        except Exception:
+            log.exception("%s could not settle failed run %d in the ledger", LOG_PREFIX, run_id)
+        log.error(
+            "%s failed run_id=%d after pruning messages=%d outcomes=%d: %s",
+            LOG_PREFIX,
+            run_id,
+            progress.messages,
+            progress.outcomes,
+            _describe(exc),
+        )
+
+
+def _forced_note(forced: bool) -> dict[str, DetailValue]:
+    return {"bypassed": "time,session"} if forced else {}
+
+
+def _elapsed_ms(t0: float) -> int:
+    return max(0, int((time.monotonic() - t0) * 1000))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
