@@ -43,6 +43,13 @@ class Settings(BaseSettings):
     defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
     retention_days: PositiveSeconds = 14.0
 
+    consolidate_min_hours: float = Field(default=24.0, ge=0)
+    consolidate_min_sessions: int = Field(default=5, ge=0)
+    consolidate_max_message_age_days: int = Field(default=30, ge=1)
+    consolidate_max_outcomes_per_sender: int = Field(default=100, ge=0)
+    consolidate_batch_size: int = Field(default=1000, ge=1)
+    consolidate_lock_ttl_s: PositiveSeconds = 300.0
+
     retrieval_failure_retention_days: PositiveSeconds = 90.0
     retrieval_failure_capacity: int = Field(default=256, ge=1)
     retrieval_failure_batch_size: int = Field(default=16, ge=1)

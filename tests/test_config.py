@@ -9,7 +9,7 @@ import pytest
 from memtasks.config import load_settings
 from memtasks.domain.clock import SECOND_MS
 from memtasks.domain.errors import ConfigurationError
-from memtasks.services.runtime import open_runtime, queue_config
+from memtasks.services.runtime import consolidation_config, open_runtime, queue_config
 
 pytestmark = pytest.mark.integration
 
@@ -53,3 +53,14 @@ def test_bad_settings_name_the_variable(
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=fragment):
         load_settings()
+
+
+def test_consolidation_thresholds_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMTASKS_CONSOLIDATE_MIN_HOURS", "0.5")
+    monkeypatch.setenv("MEMTASKS_CONSOLIDATE_MIN_SESSIONS", "2")
+    monkeypatch.setenv("MEMTASKS_CONSOLIDATE_MAX_OUTCOMES_PER_SENDER", "7")
+    config = consolidation_config(load_settings())
+    assert config.min_hours == 0.5
+    assert config.min_sessions == 2
+    assert config.max_outcomes_per_sender == 7
+    assert config.max_message_age_days == 30

@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 from memtasks.config import Settings
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import SECOND_MS, Clock, system_clock
+from memtasks.domain.gates import ConsolidationConfig
 from memtasks.storage.decay_repo import DecayJobs
 from memtasks.storage.engine import EngineOptions, get_engine
 from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
@@ -35,6 +36,16 @@ def queue_config(settings: Settings) -> QueueConfig:
         ),
         max_attempts=settings.max_attempts,
         defer_max_age_ms=int(settings.defer_max_age_s * SECOND_MS),
+    )
+
+
+def consolidation_config(settings: Settings) -> ConsolidationConfig:
+    return ConsolidationConfig(
+        min_hours=settings.consolidate_min_hours,
+        min_sessions=settings.consolidate_min_sessions,
+        max_message_age_days=settings.consolidate_max_message_age_days,
+        max_outcomes_per_sender=settings.consolidate_max_outcomes_per_sender,
+        delete_batch_size=settings.consolidate_batch_size,
     )
 
 
