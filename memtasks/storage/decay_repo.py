@@ -188,7 +188,12 @@ class DecayJobs:
         job = self.get(job_id)
         if job is None:
             raise ValidationError(f"decay job {job_id} not found", code=CODE_NOT_FOUND)
-        job.spec()
+        try:
+            job.spec()
+        except ValidationError as exc:
+            if job.state is DecayState.PENDING:
+                self._fail_malformed(job_id, exc)
+            raise
         if job.state.terminal:
             log_stage("skip_terminal", job_id, f"job is already {job.state.value}; no-op")
             return None
@@ -215,6 +220,19 @@ class DecayJobs:
             raise in_progress
         log_stage("claim", job_id, "pending → in_progress")
         return DecayJob.from_row(row)
+
+    def _fail_malformed(self, job_id: str, exc: ValidationError) -> None:
+        """Claim a pending malformed row (compare-and-set) and fail it with its code."""
+        with self.engine.begin() as c:
+            row = c.execute(
+                update(t)
+                .values(self._claim_values(self.clock()))
+                .where(t.c.id == job_id, t.c.state == "pending")
+                .returning(*t.c)
+            ).first()
+        if row is not None:
+            self.settle_failed(DecayJob.from_row(row).lease, exc.code or CODE_MALFORMED)
+            log_stage("settle", job_id, f"malformed row failed: {exc}")
 
     def _claim_values(self, now: int) -> dict[str, Any]:
         return {

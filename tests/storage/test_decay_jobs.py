@@ -87,6 +87,12 @@ def test_malformed_row_is_a_validation_error(decay: DecayJobs, engine, clock: Fr
     with pytest.raises(ValidationError, match="dj_bad row malformed") as info:
         decay.claim("dj_bad")
     assert info.value.code == "decay.job.malformed"
+    failed = decay.get("dj_bad")
+    assert failed is not None
+    assert failed.state is DecayState.FAILED, "a malformed row run by id is failed, not left pending"
+    assert failed.state_reason == "decay.job.malformed"
+    with pytest.raises(ValidationError, match="dj_bad row malformed"):
+        decay.claim("dj_bad")
     good = decay.enqueue(DET, created_by="op")
     claimed = decay.claim_next()
     assert claimed is not None and claimed.id == good, "a bad row never blocks run-next"
