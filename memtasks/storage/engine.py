@@ -76,6 +76,11 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
+def _key(url: URL) -> str:
+    """The registry key of a URL: the full URL, password included (never logged)."""
+    return url.render_as_string(hide_password=False)
+
+
 class _Registry:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -91,7 +96,7 @@ _registry = _Registry()
 def breaker_for(url: str, options: EngineOptions | None = None) -> CircuitBreaker:
     """The init circuit breaker of ``url`` in this process."""
     options = options or EngineOptions()
-    key = str(parse_url(url))
+    key = _key(parse_url(url))
     with _registry.lock:
         breaker = _registry.breakers.get(key)
         if breaker is None:
@@ -108,7 +113,7 @@ def get_engine(url: str, options: EngineOptions | None = None) -> Engine:
     """The initialised engine for ``url`` in this process, creating it on first use."""
     options = options or EngineOptions()
     parsed = parse_url(url)
-    key = str(parsed.render_as_string(hide_password=False))
+    key = _key(parsed)
     pid = os.getpid()
     with _registry.lock:
         engine = _registry.engines.get(key)
