@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     consolidate_batch_size: int = Field(default=1000, ge=1)
     consolidate_lock_ttl_s: PositiveSeconds = 300.0
 
+    tree_fanout: int = Field(default=8, ge=2, le=1024, description="items per memory-tree summary")
+    tree_stale_after_s: PositiveSeconds = 1800.0
+    tree_reembed_batch: int = Field(default=256, ge=1)
+
     retrieval_failure_retention_days: PositiveSeconds = 90.0
     retrieval_failure_capacity: int = Field(default=256, ge=1)
     retrieval_failure_batch_size: int = Field(default=16, ge=1)

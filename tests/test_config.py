@@ -9,7 +9,7 @@ import pytest
 from memtasks.config import load_settings
 from memtasks.domain.clock import SECOND_MS
 from memtasks.domain.errors import ConfigurationError
-from memtasks.services.runtime import consolidation_config, open_runtime, queue_config
+from memtasks.services.runtime import consolidation_config, open_runtime, queue_config, tree_config
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,7 @@ def test_environment_flows_into_the_queue(monkeypatch: pytest.MonkeyPatch) -> No
         ("MEMTASKS_SQLITE_JOURNAL_MODE", "fast", "MEMTASKS_SQLITE_JOURNAL_MODE"),
         ("MEMTASKS_BACKOFF_JITTER", "2", "MEMTASKS_BACKOFF_JITTER"),
         ("MEMTASKS_BACKOFF_CAP_S", "1", "MEMTASKS_BACKOFF_CAP_S must be ≥"),
+        ("MEMTASKS_TREE_FANOUT", "1", "MEMTASKS_TREE_FANOUT"),
     ],
 )
 def test_bad_settings_name_the_variable(
@@ -64,3 +65,10 @@ def test_consolidation_thresholds_come_from_the_environment(monkeypatch: pytest.
     assert config.min_sessions == 2
     assert config.max_outcomes_per_sender == 7
     assert config.max_message_age_days == 30
+
+
+def test_tree_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMTASKS_TREE_FANOUT", "16")
+    monkeypatch.setenv("MEMTASKS_TREE_STALE_AFTER_S", "2.5")
+    config = tree_config(load_settings())
+    assert (config.fanout, config.stale_after_ms, config.reembed_batch) == (16, 2_500, 256)

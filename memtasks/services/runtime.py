@@ -10,6 +10,7 @@ from memtasks.config import Settings
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import SECOND_MS, Clock, system_clock
 from memtasks.domain.gates import ConsolidationConfig
+from memtasks.domain.tree import TreeConfig
 from memtasks.storage.decay_repo import DecayJobs
 from memtasks.storage.engine import EngineOptions, get_engine
 from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
@@ -46,6 +47,14 @@ def consolidation_config(settings: Settings) -> ConsolidationConfig:
         max_message_age_days=settings.consolidate_max_message_age_days,
         max_outcomes_per_sender=settings.consolidate_max_outcomes_per_sender,
         delete_batch_size=settings.consolidate_batch_size,
+    )
+
+
+def tree_config(settings: Settings) -> TreeConfig:
+    return TreeConfig(
+        fanout=settings.tree_fanout,
+        stale_after_ms=int(settings.tree_stale_after_s * SECOND_MS),
+        reembed_batch=settings.tree_reembed_batch,
     )
 
 

@@ -154,9 +154,11 @@ mem_tree_chunks = Table(
     Column("keywords_json", Text),
     Column("extracted_at_ms", BigInteger),
     Column("embedding_json", Text),
+    Column("embedding_model", String(128)),
     Column("summary_id", String(64)),
     Column("created_at_ms", BigInteger, nullable=False),
     Index("ix_mem_tree_chunks_tree_id", "tree_id"),
+    Index("ix_mem_tree_chunks_embedding_model", "embedding_model"),
     Index("ix_mem_tree_chunks_summary_id", "summary_id"),
     Index("ix_mem_tree_chunks_doc_id", "doc_id"),
 )
@@ -195,9 +197,11 @@ mem_tree_summaries = Table(
     Column("content", Text, nullable=False),
     Column("child_ids_json", Text, nullable=False),
     Column("embedding_json", Text),
+    Column("embedding_model", String(128)),
     Column("parent_id", String(64)),
     Column("created_at_ms", BigInteger, nullable=False),
     CheckConstraint("level >= 1", name="level"),
+    Index("ix_mem_tree_summaries_embedding_model", "embedding_model"),
     Index("ix_mem_tree_summaries_tree_id_level", "tree_id", "level"),
     Index("ix_mem_tree_summaries_parent_id", "parent_id"),
 )

@@ -1,0 +1,181 @@
+"""Run memory-tree jobs: claim → handler → settle, exactly once in effect.
+
+A handler's writes, the follow-up jobs it enqueues and the job's settle share one
+transaction. The settle is fenced by the claim's lease token: when the lease was lost
+(the job was recovered and claimed again elsewhere) the settle changes no row, and the
+whole transaction — every write of the handler — rolls back. A handler that raises rolls
+back the same way; the job is then settled ``failed``: unrecoverable for input that can
+never succeed (:class:`~memtasks.domain.errors.ValidationError`), transient otherwise (it
+comes back after its backoff until its attempts are spent).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy import Connection, Engine
+
+from memtasks.domain.clock import Clock, system_clock
+from memtasks.domain.errors import ValidationError
+from memtasks.domain.jobs import FailureClass, JobKind
+from memtasks.domain.text_models import TextModels
+from memtasks.domain.tree import TreeConfig
+from memtasks.services.mem_tree.registry import Defer, HandlerContext, HandlerRegistry
+from memtasks.storage.jobs_repo import Job, MemTreeJobs
+from memtasks.storage.tree_repo import TreeStore
+
+log = logging.getLogger("memtasks.mem_tree")
+
+MAX_ERROR_CHARS = 2_000
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    DEFERRED = "deferred"
+    RETRY = "retry"
+    FAILED = "failed"
+    FENCED = "fenced"
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one run did. ``followups`` are the ids of the jobs its commit enqueued."""
+
+    job_id: str
+    kind: str
+    outcome: Outcome
+    attempts: int
+    followups: tuple[str, ...] = ()
+    error: str | None = None
+    retry_at_ms: int | None = None
+
+
+class _Fenced(Exception):
+    """The settle found the lease gone: roll the transaction back."""
+
+
+@dataclass(slots=True)
+class MemTreeRunner:
+    """Runs claimed memory-tree jobs with the registry's handlers."""
+
+    engine: Engine
+    jobs: MemTreeJobs
+    registry: HandlerRegistry = field(default_factory=HandlerRegistry.default)
+    models: TextModels = field(default_factory=TextModels)
+    config: TreeConfig = field(default_factory=TreeConfig)
+    clock: Clock = system_clock
+    store: TreeStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.store is None:
+            self.store = TreeStore(self.engine, clock=self.clock)
+
+    # ── entry points ─────────────────────────────────────────────────────────
+
+    def run_by_id(self, job_id: str) -> RunResult | None:
+        """Claim ``job_id`` and run it; None when it is not claimable (done, running, not due…).
+
+        A row with an unknown kind or a malformed payload is failed as unrecoverable by the
+        claim, which raises the error naming it.
+        """
+        job = self.jobs.claim(job_id)
+        return None if job is None else self.run(job)
+
+    def run_next(self, *, kinds: Sequence[JobKind] | None = None) -> RunResult | None:
+        """Claim the most urgent due job and run it; None when nothing is due."""
+        job = self.jobs.claim_next(kinds=kinds)
+        return None if job is None else self.run(job)
+
+    def drain(self, *, kinds: Sequence[JobKind] | None = None, limit: int | None = None) -> list[RunResult]:
+        """Run due jobs until none is left (or ``limit`` ran)."""
+        results: list[RunResult] = []
+        while limit is None or len(results) < limit:
+            result = self.run_next(kinds=kinds)
+            if result is None:
+                break
+            results.append(result)
+        return results
+
+    # ── one claimed job ──────────────────────────────────────────────────────
+
+    def run(self, job: Job) -> RunResult:
+        """Run a job this process has claimed, and settle it under its lease."""
+        assert self.store is not None
+        spec = self.registry[job.job_kind]
+        try:
+            with self.engine.begin() as conn:
+                ctx = HandlerContext(
+                    conn=conn,
+                    job=job,
+                    store=self.store,
+                    models=self.models,
+                    config=self.config,
+                    clock=self.clock,
+                    queue=self.jobs,
+                )
+                decision = spec.handler(ctx, job.payload())
+                result = self._settle(conn, job, decision, tuple(ctx.followups))
+        except _Fenced:
+            log.warning("memtasks.mem_tree: job %s lost its lease; its writes were rolled back", job.id)
+            return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts)
+        except Exception as exc:
+            return self._fail(job, exc)
+        return result
+
+    def _settle(
+        self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[str, ...]
+    ) -> RunResult:
+        if isinstance(decision, Defer):
+            deferred = self.jobs.settle_deferred(
+                job.lease, decision.until_ms, reason=decision.reason, conn=conn
+            )
+            if deferred is None:
+                raise _Fenced
+            if deferred.terminal:
+                return RunResult(job.id, job.kind, Outcome.FAILED, deferred.attempts, error=decision.reason)
+            return RunResult(
+                job.id,
+                job.kind,
+                Outcome.DEFERRED,
+                deferred.attempts,
+                followups,
+                retry_at_ms=deferred.retry_at_ms,
+            )
+        if not self.jobs.settle_done(job.lease, conn=conn):
+            raise _Fenced
+        return RunResult(job.id, job.kind, Outcome.DONE, job.attempts, followups)
+
+    def _fail(self, job: Job, exc: Exception) -> RunResult:
+        if isinstance(exc, ValidationError):
+            failure_class, reason = FailureClass.UNRECOVERABLE, exc.code
+        else:
+            failure_class, reason = FailureClass.TRANSIENT, None
+        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        outcome = self.jobs.settle_failed(job.lease, message, failure_class, reason=reason)
+        if outcome is None:
+            log.warning("memtasks.mem_tree: job %s failed after losing its lease: %s", job.id, message)
+            return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts, error=message)
+        log.log(
+            logging.ERROR if outcome.terminal else logging.WARNING,
+            "memtasks.mem_tree: job %s (%s) attempt %d failed (%s): %s",
+            job.id,
+            job.kind,
+            outcome.attempts,
+            "terminal" if outcome.terminal else "will retry",
+            message,
+            exc_info=failure_class is FailureClass.TRANSIENT,
+        )
+        return RunResult(
+            job.id,
+            job.kind,
+            Outcome.FAILED if outcome.terminal else Outcome.RETRY,
+            outcome.attempts,
+            error=message,
+            retry_at_ms=outcome.retry_at_ms,
+        )
+
+
+__all__ = ["MemTreeRunner", "Outcome", "RunResult"]
