@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     retrieval_failure_batch_size: int = Field(default=16, ge=1)
     retrieval_failure_flush_interval_s: PositiveSeconds = 0.1
 
+    tree_uses_llm: bool = Field(
+        default=False, description="the text models call an LLM: LLM-bound kinds go to the llm queue"
+    )
+    llm_permits: int = Field(default=1, ge=1, description="fleet-wide concurrent LLM-bound jobs")
+    llm_permit_ttl_s: PositiveSeconds = 600.0
+    llm_wait_s: PositiveSeconds = 5.0
+    handlers: str | None = Field(default=None, description="module:callable returning a HandlerRegistry")
+    text_models: str | None = Field(default=None, description="module:callable returning TextModels")
+
+    redispatch_after_s: PositiveSeconds = 300.0
+    dispatch_batch: int = Field(default=1000, ge=1)
+    visibility_timeout_s: PositiveSeconds = 3600.0
+    worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1)
+    beat_intervals: dict[str, PositiveSeconds] = Field(default_factory=dict)
+
     breaker_threshold: int = Field(default=3, ge=1)
     breaker_cooldown_s: PositiveSeconds = 30.0
 

@@ -175,6 +175,30 @@ class RetrievalFailure:
             created_at_ms=created_at_ms,
         )
 
+    def to_wire(self) -> dict[str, object]:
+        """A JSON-ready dict (the Celery sink sends batches of these)."""
+        wire = dataclasses.asdict(self)
+        wire["failure_type"] = self.failure_type.value
+        wire["edge_types"] = list(self.edge_types)
+        return wire
+
+    @classmethod
+    def from_wire(cls, wire: object) -> RetrievalFailure:
+        """A record from :meth:`to_wire` output; :class:`ValidationError` naming what is wrong."""
+        if not isinstance(wire, dict):
+            raise _invalid(f"a retrieval failure must be a JSON object, got {type(wire).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in wire if k not in known)
+        if unknown:
+            raise _invalid(f"unknown retrieval-failure fields: {', '.join(unknown)}")
+        missing = sorted({"failure_type", "retrieval_strategy", "query_text", "query_len"} - set(wire))
+        if missing:
+            raise _invalid(f"missing retrieval-failure fields: {', '.join(missing)}")
+        fields = dict(wire)
+        if isinstance(fields.get("edge_types"), list):
+            fields["edge_types"] = tuple(fields["edge_types"])
+        return cls(**fields)
+
     def stamped(self, at_ms: int) -> RetrievalFailure:
         """This record with ``created_at_ms`` set (unchanged when it already has one)."""
         if self.created_at_ms is not None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, and_, case, func, literal, select, update
+from sqlalchemy import Connection, Engine, Row, and_, case, func, literal, or_, select, update
 
 from memtasks.domain.clock import MINUTE_MS, Clock, system_clock
 from memtasks.domain.decay import (
@@ -64,6 +64,7 @@ class DecayJob:
     max_attempts: int
     lease_token: str | None
     locked_until_ms: int | None
+    dispatched_at_ms: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> DecayJob:
@@ -117,24 +118,29 @@ class DecayJobs:
         created_by: str,
         scheduled_for_ms: int | None = None,
         conn: Connection | None = None,
+        published: bool = False,
     ) -> str:
+        """Insert a pending job; ``published``: the caller sends its message after commit."""
         if not created_by or not created_by.strip():
             raise ValidationError("created_by must name who asked for the job")
         now = self.clock()
         job_id = f"dj_{uuid.uuid4().hex}"
-        row = {
+        scheduled = now if scheduled_for_ms is None else scheduled_for_ms
+        row: dict[str, object] = {
             "id": job_id,
             "kind": spec.kind.value,
             "source_ids_json": spec.source_ids_json(),
             "summary_method": spec.method.value,
             "attestation_required": spec.attestation_required,
             "state": DecayState.PENDING.value,
-            "scheduled_for_ms": now if scheduled_for_ms is None else scheduled_for_ms,
+            "scheduled_for_ms": scheduled,
             "created_at_ms": now,
             "created_by": created_by,
             "updated_at_ms": now,
             "max_attempts": self.max_attempts,
         }
+        if published and scheduled <= now:
+            row["dispatched_at_ms"] = now
         with transaction(self.engine, conn) as c:
             c.execute(t.insert().values(row))
         return job_id
@@ -178,6 +184,28 @@ class DecayJobs:
                 continue
             log_stage("claim", job.id, "pending → in_progress")
             return job
+
+    def mark_for_dispatch(self, limit: int, *, redispatch_after_ms: int) -> list[str]:
+        """Ids of due pending deterministic jobs that need a message, marked dispatched now.
+
+        LLM-summary jobs are never dispatched: only an operator runs them.
+        """
+        now = self.clock()
+        picked = (
+            select(t.c.id)
+            .where(
+                t.c.state == "pending",
+                t.c.scheduled_for_ms <= now,
+                t.c.summary_method != SummaryMethod.LLM_SUMMARY.value,
+                or_(t.c.dispatched_at_ms.is_(None), t.c.dispatched_at_ms <= now - redispatch_after_ms),
+            )
+            .order_by(t.c.scheduled_for_ms, t.c.created_at_ms)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as c:
+            stmt = update_picked(t, picked, c.dialect.name).values(dispatched_at_ms=now)
+            return [row.id for row in c.execute(stmt.returning(t.c.id))]
 
     def claim(self, job_id: str) -> DecayJob | None:
         """Claim one job by id, or None when it is already terminal (a no-op).
@@ -289,6 +317,7 @@ class DecayJobs:
                 state_reason=case((exhausted, literal(CODE_LEASE_EXHAUSTED)), else_=t.c.state_reason),
                 lease_token=None,
                 locked_until_ms=None,
+                dispatched_at_ms=None,
                 updated_at_ms=now,
             )
             .returning(t.c.id, t.c.state)

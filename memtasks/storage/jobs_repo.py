@@ -91,6 +91,8 @@ class Job:
     created_at_ms: int
     started_at_ms: int | None
     completed_at_ms: int | None
+    dispatched_at_ms: int | None = None
+    last_backoff_ms: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> Job:
@@ -114,6 +116,8 @@ class Job:
             created_at_ms=m["created_at_ms"],
             started_at_ms=m["started_at_ms"],
             completed_at_ms=m["completed_at_ms"],
+            dispatched_at_ms=m.get("dispatched_at_ms"),
+            last_backoff_ms=m.get("last_backoff_ms"),
         )
 
     @property
@@ -171,16 +175,26 @@ class MemTreeJobs:
 
     # ── enqueue ──────────────────────────────────────────────────────────────
 
-    def enqueue(self, job: NewJob, *, conn: Connection | None = None) -> str | None:
-        """Insert a ready job; None when its dedupe key is held by a ready/running row."""
-        return self.enqueue_many([job], conn=conn)[0]
+    def enqueue(self, job: NewJob, *, conn: Connection | None = None, published: bool = False) -> str | None:
+        """Insert a ready job; None when its dedupe key is held by a ready/running row.
 
-    def enqueue_many(self, jobs: Sequence[NewJob], *, conn: Connection | None = None) -> list[str | None]:
+        ``published``: the caller publishes the job's message itself after commit, so the
+        dispatcher leaves the row alone (until ``redispatch_after``, in case it never did).
+        """
+        return self.enqueue_many([job], conn=conn, published=published)[0]
+
+    def enqueue_many(
+        self, jobs: Sequence[NewJob], *, conn: Connection | None = None, published: bool = False
+    ) -> list[str | None]:
         """Insert many jobs in one statement; per job its id, or None when deduped."""
         if not jobs:
             return []
         now = self.clock()
         rows = [self._new_row(job, now) for job in jobs]
+        if published:
+            for row in rows:
+                if row["available_at_ms"] <= now:
+                    row["dispatched_at_ms"] = now
         inserted: set[str] = set()
         with transaction(self.engine, conn) as c:
             for part in chunks(rows):
@@ -204,6 +218,7 @@ class MemTreeJobs:
             "max_attempts": job.max_attempts or default_max,
             "available_at_ms": now if job.available_at_ms is None else job.available_at_ms,
             "created_at_ms": now,
+            "dispatched_at_ms": None,
         }
 
     # ── claim ────────────────────────────────────────────────────────────────
@@ -397,6 +412,7 @@ class MemTreeJobs:
                 retry_at = now + decision.retry_in_ms
                 values |= self._back_to_ready(retry_at)
                 values["failure_reason"] = reason
+                values["last_backoff_ms"] = decision.retry_in_ms
             changed = c.execute(update(t).where(_fence(lease)).values(**values)).rowcount
         if changed != 1:
             return None
@@ -445,6 +461,7 @@ class MemTreeJobs:
             "available_at_ms": available_at_ms,
             "locked_until_ms": None,
             "lease_token": None,
+            "dispatched_at_ms": None,
         }
 
     def _locked_row(self, c: Connection, lease: Lease) -> Job | None:
@@ -466,6 +483,7 @@ class MemTreeJobs:
                 available_at_ms=now,
                 locked_until_ms=None,
                 lease_token=None,
+                dispatched_at_ms=None,
                 completed_at_ms=case((exhausted, literal(now)), else_=t.c.completed_at_ms),
                 failure_reason=case((exhausted, literal(REASON_LEASE_EXHAUSTED)), else_=t.c.failure_reason),
                 failure_class=case(
@@ -561,6 +579,53 @@ class MemTreeJobs:
                     )
                 ).rowcount
         return requeued
+
+    # ── dispatch (the message is a hint: rows without one get one) ───────────
+
+    def mark_for_dispatch(self, limit: int, *, redispatch_after_ms: int) -> list[Job]:
+        """Due ready rows that need a message, marked as dispatched now, most urgent first.
+
+        A row needs one when none was published since it became ready, or the last one
+        is older than ``redispatch_after_ms`` (lost with a broker flush or restart). A
+        duplicate message is harmless: only one claim of the row can succeed.
+        """
+        now = self.clock()
+        picked = (
+            select(t.c.id)
+            .where(
+                t.c.status == "ready",
+                t.c.available_at_ms <= now,
+                t.c.kind.not_in(sorted(RETIRED_KINDS)),
+                or_(t.c.dispatched_at_ms.is_(None), t.c.dispatched_at_ms <= now - redispatch_after_ms),
+            )
+            .order_by(t.c.priority, t.c.available_at_ms)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as c:
+            stmt = update_picked(t, picked, c.dialect.name).values(dispatched_at_ms=now)
+            rows = c.execute(stmt.returning(*t.c)).all()
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: (j.priority, j.available_at_ms))
+
+    def forget_dispatch(self, job_ids: Sequence[str]) -> int:
+        """A publish failed: let the next dispatch sweep publish these rows again."""
+        changed = 0
+        with self.engine.begin() as c:
+            for part in chunks(job_ids):
+                changed += c.execute(
+                    update(t).where(t.c.id.in_(part), t.c.status == "ready").values(dispatched_at_ms=None)
+                ).rowcount
+        return changed
+
+    def postpone(self, job_id: str, until_ms: int) -> bool:
+        """Move a ready (unclaimed) job's due time; no attempt is spent. False if not ready."""
+        stmt = (
+            update(t)
+            .where(t.c.id == job_id, t.c.status == "ready")
+            .values(available_at_ms=until_ms, dispatched_at_ms=None)
+        )
+        with self.engine.begin() as c:
+            return c.execute(stmt).rowcount == 1
 
     def cancel(self, job_id: str) -> bool:
         """Cancel one ready job. :class:`JobNotFound` when there is no such job."""

@@ -67,6 +67,10 @@ mem_tree_jobs = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("started_at_ms", BigInteger),
     Column("completed_at_ms", BigInteger),
+    # When a message was last published for the row (NULL: none since it became ready).
+    Column("dispatched_at_ms", BigInteger),
+    # The backoff the last failed attempt was given (kept after success, for operators).
+    Column("last_backoff_ms", BigInteger),
     CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
     CheckConstraint(
         "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
@@ -107,6 +111,7 @@ decay_jobs = Table(
     Column("max_attempts", Integer, nullable=False, server_default=text("3")),
     Column("lease_token", String(64)),
     Column("locked_until_ms", BigInteger),
+    Column("dispatched_at_ms", BigInteger),
     CheckConstraint(_one_of("state", [s.value for s in DecayState]), name="state"),
     CheckConstraint(_one_of("kind", [k.value for k in DecayKind]), name="kind"),
     CheckConstraint(_one_of("summary_method", [m.value for m in SummaryMethod]), name="summary_method"),
@@ -121,4 +126,19 @@ decay_jobs = Table(
     Index("ix_decay_jobs_pending", "scheduled_for_ms", **_partial("state = 'pending'")),
     Index("ix_decay_jobs_lease", "locked_until_ms", **_partial("state = 'in_progress'")),
     Index("ix_decay_jobs_state", "state"),
+)
+
+# One row per periodic sweep: a beat tick claims its slot with a compare-and-set on
+# ``last_slot``, so two beats running at once still produce one run per slot.
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("last_slot", BigInteger, nullable=False),
+    Column("interval_ms", BigInteger, nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("finished_at_ms", BigInteger),
+    Column("outcome", String(16), nullable=False),
+    Column("detail", Text),
+    CheckConstraint("outcome IN ('running', 'ok', 'failed')", name="outcome"),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Connection
 
@@ -36,8 +36,17 @@ class Defer:
     reason: str
 
 
+class Followup(NamedTuple):
+    """A job a handler enqueued that is due now: the caller publishes it after the commit."""
+
+    job_id: str
+    kind: str
+
+
 class JobEnqueuer(Protocol):
-    def enqueue(self, job: NewJob, *, conn: Connection | None = None) -> str | None: ...
+    def enqueue(
+        self, job: NewJob, *, conn: Connection | None = None, published: bool = False
+    ) -> str | None: ...
 
 
 @dataclass(slots=True)
@@ -51,16 +60,17 @@ class HandlerContext:
     config: TreeConfig
     clock: Clock
     queue: JobEnqueuer
-    followups: list[str] = field(default_factory=list)
+    publishes_followups: bool = False
+    followups: list[Followup] = field(default_factory=list)
 
     def now(self) -> int:
         return self.clock()
 
     def enqueue(self, job: NewJob) -> str | None:
         """Enqueue a follow-up job in this transaction; None when its dedupe key is held."""
-        job_id = self.queue.enqueue(job, conn=self.conn)
-        if job_id is not None:
-            self.followups.append(job_id)
+        job_id = self.queue.enqueue(job, conn=self.conn, published=self.publishes_followups)
+        if job_id is not None and (job.available_at_ms is None or job.available_at_ms <= self.now()):
+            self.followups.append(Followup(job_id, job.kind.value))
         return job_id
 
 
@@ -118,4 +128,4 @@ class HandlerRegistry(Mapping[JobKind, HandlerSpec]):
         return self[kind].llm_bound
 
 
-__all__ = ["Defer", "Handler", "HandlerContext", "HandlerRegistry", "HandlerSpec", "Middleware"]
+__all__ = ["Defer", "Followup", "Handler", "HandlerContext", "HandlerRegistry", "HandlerSpec", "Middleware"]

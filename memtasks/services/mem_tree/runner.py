@@ -23,7 +23,7 @@ from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import FailureClass, JobKind
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
-from memtasks.services.mem_tree.registry import Defer, HandlerContext, HandlerRegistry
+from memtasks.services.mem_tree.registry import Defer, Followup, HandlerContext, HandlerRegistry
 from memtasks.storage.jobs_repo import Job, MemTreeJobs
 from memtasks.storage.tree_repo import TreeStore
 
@@ -48,7 +48,7 @@ class RunResult:
     kind: str
     outcome: Outcome
     attempts: int
-    followups: tuple[str, ...] = ()
+    followups: tuple[Followup, ...] = ()
     error: str | None = None
     retry_at_ms: int | None = None
 
@@ -68,6 +68,8 @@ class MemTreeRunner:
     config: TreeConfig = field(default_factory=TreeConfig)
     clock: Clock = system_clock
     store: TreeStore | None = None
+    publishes_followups: bool = False
+    """True when the caller publishes :attr:`RunResult.followups` after the commit."""
 
     def __post_init__(self) -> None:
         if self.store is None:
@@ -115,6 +117,7 @@ class MemTreeRunner:
                     config=self.config,
                     clock=self.clock,
                     queue=self.jobs,
+                    publishes_followups=self.publishes_followups,
                 )
                 decision = spec.handler(ctx, job.payload())
                 result = self._settle(conn, job, decision, tuple(ctx.followups))
@@ -126,7 +129,7 @@ class MemTreeRunner:
         return result
 
     def _settle(
-        self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[str, ...]
+        self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[Followup, ...]
     ) -> RunResult:
         if isinstance(decision, Defer):
             deferred = self.jobs.settle_deferred(

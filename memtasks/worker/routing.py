@@ -1,0 +1,46 @@
+"""Which queue and which message priority a job gets. Pure functions, no Celery."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from memtasks.domain.jobs import DEFAULT_PRIORITY, JobKind
+from memtasks.worker import names
+
+KIND_QUEUES: Mapping[JobKind, str] = {
+    JobKind.SEAL: names.CRITICAL,
+    JobKind.FLUSH_STALE: names.CRITICAL,
+    JobKind.APPEND_BUFFER: names.DEFAULT,
+    JobKind.EXTRACT_CHUNK: names.BULK,
+    JobKind.REEMBED_BACKFILL: names.BULK,
+    JobKind.SEAL_DOCUMENT: names.BULK,
+}
+
+MAX_PRIORITY = 9
+"""Priorities 0–9. Redis consumes 0 first; RabbitMQ consumes the highest first."""
+
+
+def queue_for(kind: JobKind, *, llm_bound: bool, tree_uses_llm: bool) -> str:
+    """The queue of a mem-tree job: by kind, or ``llm`` for LLM-bound kinds when the
+    text models really call an LLM."""
+    if tree_uses_llm and llm_bound:
+        return names.LLM
+    return KIND_QUEUES[kind]
+
+
+def broker_is_amqp(broker_url: str) -> bool:
+    return broker_url.split(":", 1)[0].lower() in {"amqp", "amqps", "pyamqp"}
+
+
+def message_priority(kind: JobKind, broker_url: str) -> int:
+    """The message priority of ``kind`` in the broker's own order (seal first)."""
+    return message_priority_for_rank(kind.priority, broker_url)
+
+
+def decay_priority(broker_url: str) -> int:
+    return message_priority_for_rank(DEFAULT_PRIORITY, broker_url)
+
+
+def message_priority_for_rank(rank: int, broker_url: str) -> int:
+    """``rank`` 1 (seal) … 4 (the rest, and decay jobs) as the broker orders priorities."""
+    return MAX_PRIORITY - rank if broker_is_amqp(broker_url) else rank

@@ -1,0 +1,86 @@
+"""The thin tasks: each one is a call into :class:`~memtasks.services.pipeline.Pipeline`.
+
+No task is retried by Celery: a failure is recorded on the job's row, which decides when
+the job comes back (its backoff, through the dispatcher). Bad input is logged with what
+is wrong and acknowledged, never re-delivered forever.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery import Celery
+
+from memtasks.domain.errors import MemtasksError
+from memtasks.worker import names
+
+log = logging.getLogger("memtasks.worker")
+
+
+def register(app: Celery) -> None:
+    """Register every memtasks task on ``app``."""
+    from memtasks.worker.app import pipeline_for
+
+    @app.task(name=names.MEM_TREE_RUN)
+    def mem_tree_run(job_id: str) -> dict[str, Any]:
+        return pipeline_for(app).run_mem_tree(job_id)
+
+    @app.task(name=names.MEM_TREE_ENQUEUE)
+    def mem_tree_enqueue(
+        kind: str,
+        payload: Mapping[str, Any],
+        dedupe_key: str | None = None,
+        delay_s: float | None = None,
+        max_attempts: int | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return pipeline_for(app).enqueue_mem_tree(kind, payload, dedupe_key, delay_s, max_attempts)
+        except MemtasksError as exc:
+            log.error(
+                "memtasks.worker: enqueue rejected (%s): kind=%r payload=%r dedupe_key=%r",
+                exc,
+                kind,
+                payload,
+                dedupe_key,
+            )
+            return {"error": str(exc)}
+
+    @app.task(name=names.DECAY_RUN)
+    def decay_run(job_id: str) -> dict[str, Any]:
+        return pipeline_for(app).run_decay(job_id)
+
+    @app.task(name=names.DECAY_ENQUEUE)
+    def decay_enqueue(
+        kind: str,
+        source_ids: Sequence[str],
+        created_by: str,
+        method: str = "deterministic_concatenate",
+        delay_s: float | None = None,
+    ) -> dict[str, Any]:
+        try:
+            return pipeline_for(app).enqueue_decay(kind, source_ids, created_by, method, delay_s)
+        except MemtasksError as exc:
+            log.error(
+                "memtasks.worker: decay enqueue rejected (%s): kind=%r sources=%r", exc, kind, source_ids
+            )
+            return {"error": str(exc)}
+
+    @app.task(name=names.RECORD_RETRIEVAL_FAILURES)
+    def record_retrieval_failures(batch: Sequence[object]) -> dict[str, int]:
+        if not isinstance(batch, list | tuple):
+            log.error("memtasks.worker: retrieval-failure batch must be a list, got %r", batch)
+            return {"written": 0, "rejected": 1}
+        return pipeline_for(app).record_retrieval_failures(batch)
+
+    def make_sweep(sweep_name: str, task_name: str) -> None:
+        @app.task(name=task_name)
+        def sweep(name: str = sweep_name, interval_s: float = 60.0) -> dict[str, Any]:
+            # ``name`` travels in the beat message for Flower; the task's own name decides.
+            del name
+            run = pipeline_for(app).sweep(sweep_name, interval_s)
+            return {"ran": run.ran, "skipped_because": run.skipped_because, "slot": run.slot}
+
+    for sweep_name, task_name in names.SWEEPS.items():
+        make_sweep(sweep_name, task_name)
