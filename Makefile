@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install services test test-fast lint format typecheck check clean
+.PHONY: help install services run fleet test test-fast lint format typecheck check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,6 +23,14 @@ $(VENV)/.installed: pyproject.toml
 
 services: ## Start PostgreSQL and Redis when they are not reachable (installs Debian packages)
 	@bash scripts/services.sh
+
+run: install ## The main job: a local fleet (SQLite + Redis) driven by a synthetic agent, then a report
+	@bash scripts/services.sh --install-redis
+	$(BIN)/memtasks demo
+
+fleet: install ## The same fleet, left running with Flower on :5555 until Ctrl-C
+	@bash scripts/services.sh --install-redis
+	$(BIN)/memtasks demo --keep
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
 	$(BIN)/pytest

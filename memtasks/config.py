@@ -68,7 +68,17 @@ class Settings(BaseSettings):
     handlers: str | None = Field(default=None, description="module:callable returning a HandlerRegistry")
     text_models: str | None = Field(default=None, description="module:callable returning TextModels")
 
+    operator_public_key: str | None = Field(
+        default=None, description="path of the operators' Ed25519 public key (PEM) for LLM attestations"
+    )
+    llm_model: str | None = Field(default=None, description="the pinned model name LLM summaries run with")
+    llm_prompt_template_hash: str | None = Field(default=None, description="the pinned prompt-template hash")
+    summary_backend: str | None = Field(
+        default=None, description="module:callable returning a SummaryBackend"
+    )
+
     redispatch_after_s: PositiveSeconds = 300.0
+    publish_timeout_s: PositiveSeconds = 4.0
     dispatch_batch: int = Field(default=1000, ge=1)
     visibility_timeout_s: PositiveSeconds = 3600.0
     worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1)

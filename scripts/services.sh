@@ -2,6 +2,7 @@
 # Make sure the services the tests use answer on this machine:
 #   PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth, database "test")
 #   Redis      on 127.0.0.1:6379
+#   RabbitMQ   on 127.0.0.1:5672 (guest/guest; one pipeline test runs on it)
 # A service that is not reachable is started; one that is not installed is installed from
 # Debian's packages first (root or sudo needed). A service that cannot be had is reported
 # here and again, by name, by the tests that need it.
@@ -9,6 +10,7 @@ set -uo pipefail
 
 PG_PORT=${PG_PORT:-5432}
 REDIS_PORT=${REDIS_PORT:-6379}
+AMQP_PORT=${AMQP_PORT:-5672}
 STATE_DIR=${MEMTASKS_SERVICES_DIR:-/tmp/memtasks-services}
 
 say() { printf 'services: %s\n' "$*" >&2; }
@@ -39,6 +41,18 @@ ensure_redis() {
         --appendonly no --dir "$STATE_DIR" --logfile "$STATE_DIR/redis.log" >/dev/null
     if wait_port "$REDIS_PORT"; then say "started Redis on 127.0.0.1:$REDIS_PORT"; return 0; fi
     say "MISSING: Redis did not start (see $STATE_DIR/redis.log)"; return 1
+}
+
+ensure_rabbitmq() {
+    if port_open "$AMQP_PORT"; then say "RabbitMQ answers on 127.0.0.1:$AMQP_PORT"; return 0; fi
+    if ! command -v rabbitmq-server >/dev/null 2>&1; then
+        say "installing RabbitMQ (Debian package rabbitmq-server)"
+        apt_install rabbitmq-server || { say "MISSING: RabbitMQ could not be installed"; return 1; }
+    fi
+    as_root rabbitmq-server -detached >/dev/null 2>&1 || true
+    for _ in $(seq 1 600); do port_open "$AMQP_PORT" && break; sleep 0.1; done
+    if port_open "$AMQP_PORT"; then say "started RabbitMQ on 127.0.0.1:$AMQP_PORT"; return 0; fi
+    say "MISSING: RabbitMQ did not start"; return 1
 }
 
 pg_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
@@ -82,9 +96,18 @@ ensure_postgres() {
     fi
 }
 
+if [ "${1:-}" = "--install-redis" ]; then
+    # `make run` starts its own Redis when none answers: it only needs the binary.
+    command -v redis-server >/dev/null 2>&1 && exit 0
+    say "installing Redis (Debian package redis-server)"
+    apt_install redis-server || { say "MISSING: Redis could not be installed"; exit 1; }
+    exit 0
+fi
+
 status=0
 ensure_redis || status=1
 ensure_postgres || status=1
+ensure_rabbitmq || status=1
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"
 fi

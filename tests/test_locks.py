@@ -236,3 +236,26 @@ def test_names_are_independent(client: redis.Redis, name: str) -> None:
         RedisLockGate(client, f"{name}:b", ttl_s=5).hold() as b,
     ):
         assert a and b
+
+
+def test_the_semaphore_admits_at_most_its_limit_and_frees_on_release(redis_url: str, key_prefix: str) -> None:
+    from memtasks.locks import RedisSemaphore, redis_client
+
+    permits = RedisSemaphore(redis_client(redis_url), f"{key_prefix}permits", limit=2, ttl_s=30)
+    first, second = permits.acquire(), permits.acquire()
+    assert first and second and first != second
+    assert permits.acquire() is None
+    assert permits.held() == 2
+    permits.release(first)
+    third = permits.acquire()
+    assert third is not None and permits.renew(third)
+
+
+def test_a_dead_holders_permit_expires(redis_url: str, key_prefix: str) -> None:
+    from memtasks.locks import RedisSemaphore, redis_client
+
+    permits = RedisSemaphore(redis_client(redis_url), f"{key_prefix}permits", limit=1, ttl_s=0.2)
+    token = permits.acquire()
+    assert token is not None and permits.acquire() is None
+    wait_for(lambda: permits.acquire() is not None, timeout=5)
+    assert not permits.renew(token), "the expired permit cannot be renewed"

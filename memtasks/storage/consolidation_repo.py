@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Row, Select, delete, func, insert, se
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.gates import RunOutcome
 from memtasks.storage.memory_tables import consolidation_runs, conversations, messages, outcomes
-from memtasks.storage.rows import transaction
+from memtasks.storage.rows import reading, transaction
 
 INTERRUPTED = "interrupted: the run did not finish (process killed or database lost)"
 MAX_ERROR_CHARS = 4_000
@@ -89,7 +89,7 @@ class ConsolidationRepo:
         query = select(func.count()).select_from(conv)
         if after_ms is not None:
             query = query.where(conv.c.started_at_ms > after_ms)
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(query).scalar_one())
 
     # ── old messages of closed conversations ────────────────────────────────
@@ -105,7 +105,7 @@ class ConsolidationRepo:
     def count_prunable_messages(self, cutoff_ms: int) -> int:
         """Messages of ``closed`` conversations last updated strictly before ``cutoff_ms``."""
         query = select(func.count()).select_from(self._prunable_messages(cutoff_ms).subquery())
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(query).scalar_one())
 
     def delete_prunable_messages(self, cutoff_ms: int, limit: int) -> int:
@@ -138,7 +138,7 @@ class ConsolidationRepo:
         """Outcomes ranked beyond ``keep_per_sender`` in their sender's newest-first order."""
         _check_keep(keep_per_sender)
         query = select(func.count()).select_from(self._excess_outcomes(keep_per_sender).subquery())
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(query).scalar_one())
 
     def delete_excess_outcomes(self, keep_per_sender: int, limit: int) -> int:
@@ -252,11 +252,11 @@ class ConsolidationRepo:
         """The newest ledger rows first."""
         _check_positive("limit", limit)
         query = select(runs_t).order_by(runs_t.c.id.desc()).limit(limit)
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return [_run_record(row) for row in c.execute(query)]
 
     def get_run(self, run_id: int) -> RunRecord | None:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             row = c.execute(select(runs_t).where(runs_t.c.id == run_id)).one_or_none()
         return None if row is None else _run_record(row)
 

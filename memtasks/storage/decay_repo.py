@@ -30,7 +30,7 @@ from memtasks.domain.decay import (
 )
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import Lease
-from memtasks.storage.rows import new_token, transaction, update_picked
+from memtasks.storage.rows import new_token, reading, transaction, update_picked
 from memtasks.storage.tables import decay_jobs
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class DecayJobs:
         return job_id
 
     def get(self, job_id: str) -> DecayJob | None:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             row = c.execute(select(t).where(t.c.id == job_id)).first()
         return DecayJob.from_row(row) if row is not None else None
 
@@ -354,7 +354,7 @@ class DecayJobs:
             return c.execute(stmt).rowcount
 
     def count_by_state(self) -> Mapping[DecayState, int]:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             rows = c.execute(select(t.c.state, func.count()).group_by(t.c.state)).all()
         counts = dict.fromkeys(DecayState, 0)
         for state, n in rows:

@@ -242,8 +242,12 @@ def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Take the write lock up front: a deferred transaction that later writes can
-        # fail with "database is locked" without waiting for the busy timeout.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # fail with "database is locked" without waiting for the busy timeout. Reads
+        # (storage.rows.reading) begin deferred: a WAL snapshot, never blocked by a writer.
+        if conn.get_execution_options().get("memtasks_read_only"):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _finish(engine: Engine, url: URL, options: EngineOptions) -> Engine:

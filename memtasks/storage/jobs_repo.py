@@ -51,7 +51,7 @@ from memtasks.domain.jobs import (
     NewJob,
     decode_payload,
 )
-from memtasks.storage.rows import chunks, new_token, transaction, update_picked
+from memtasks.storage.rows import chunks, new_token, reading, transaction, update_picked
 from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 
 log = logging.getLogger(__name__)
@@ -627,6 +627,50 @@ class MemTreeJobs:
         with self.engine.begin() as c:
             return c.execute(stmt).rowcount == 1
 
+    def retry(self, job_id: str) -> Job:
+        """An operator's retry of one failed job: ready now with fresh attempts.
+
+        :class:`JobNotFound` when there is no such job; :class:`ValidationError` when it is
+        not failed, or when its dedupe key is held by another ready or running job.
+        """
+        now = self.clock()
+        current = self.get(job_id)
+        if current is None:
+            raise JobNotFound(f"job {job_id!r} not found")
+        if current.status is not JobStatus.FAILED:
+            raise ValidationError(f"job {job_id} is {current.status.value}: only failed jobs can be retried")
+        values = self._back_to_ready(now) | {
+            "attempts": 0,
+            "completed_at_ms": None,
+            "failure_reason": None,
+            "failure_class": None,
+        }
+        try:
+            with self.engine.begin() as c:
+                row = c.execute(
+                    update(t).where(t.c.id == job_id, t.c.status == "failed").values(values).returning(*t.c)
+                ).first()
+        except IntegrityError:
+            raise ValidationError(
+                f"job {job_id} cannot be retried: its dedupe key {current.dedupe_key!r} is held by "
+                "another ready or running job"
+            ) from None
+        if row is None:
+            raise ValidationError(f"job {job_id} changed meanwhile; look again")
+        return Job.from_row(row)
+
+    def list_jobs(
+        self, *, status: JobStatus | None = None, kind: JobKind | None = None, limit: int = 50
+    ) -> list[Job]:
+        """The newest jobs first, optionally of one status and kind."""
+        stmt = select(t).order_by(t.c.created_at_ms.desc(), t.c.id).limit(limit)
+        if status is not None:
+            stmt = stmt.where(t.c.status == JobStatus(status).value)
+        if kind is not None:
+            stmt = stmt.where(t.c.kind == str(kind))
+        with reading(self.engine) as c:
+            return [Job.from_row(row) for row in c.execute(stmt)]
+
     def cancel(self, job_id: str) -> bool:
         """Cancel one ready job. :class:`JobNotFound` when there is no such job."""
         now = self.clock()
@@ -676,13 +720,13 @@ class MemTreeJobs:
     # ── reads ────────────────────────────────────────────────────────────────
 
     def get(self, job_id: str) -> Job | None:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             row = c.execute(select(t).where(t.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
 
     def count_by_status(self) -> Mapping[JobStatus, int]:
         """Rows per status, every status present (0 when none)."""
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             rows = c.execute(select(t.c.status, func.count()).group_by(t.c.status)).all()
         counts = dict.fromkeys(JobStatus, 0)
         for status, n in rows:
@@ -692,11 +736,11 @@ class MemTreeJobs:
     def count_unrecoverable(self) -> int:
         """Failed rows that requeue-transient leaves parked (its exact complement)."""
         stmt = select(func.count()).where(t.c.status == "failed", ~_transient_failure())
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(stmt).scalar_one())
 
     def count_total(self) -> int:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(select(func.count()).select_from(t)).scalar_one())
 
 

@@ -16,7 +16,7 @@ from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.retrieval import CODE_RETENTION, FailureType, RetrievalFailure
 from memtasks.storage.memory_tables import memory_retrieval_failures
-from memtasks.storage.rows import transaction
+from memtasks.storage.rows import reading, transaction
 
 t = memory_retrieval_failures
 PURGE_BATCH = 5_000
@@ -84,7 +84,7 @@ class RetrievalFailures:
             stmt = stmt.where(t.c.created_at_ms >= since_ms)
         if until_ms is not None:
             stmt = stmt.where(t.c.created_at_ms < until_ms)
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             rows = c.execute(stmt).all()
         summaries = [
             FailureSummary(
@@ -112,7 +112,7 @@ class RetrievalFailures:
         stmt = select(func.count()).select_from(t)
         if since_ms is not None:
             stmt = stmt.where(t.c.created_at_ms >= since_ms)
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             return int(c.execute(stmt).scalar_one())
 
 

@@ -29,6 +29,18 @@ def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]
         yield own
 
 
+READ_ONLY = "memtasks_read_only"
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads only. On SQLite its transactions begin deferred (a WAL
+    snapshot that never waits for the write lock); writers begin IMMEDIATE."""
+    with engine.connect() as conn:
+        conn.execution_options(**{READ_ONLY: True})
+        yield conn
+
+
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

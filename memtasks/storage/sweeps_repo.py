@@ -13,6 +13,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from memtasks.domain.clock import Clock, system_clock
+from memtasks.storage.rows import reading
 from memtasks.storage.tables import sweeps as t
 
 MAX_DETAIL_CHARS = 2_000
@@ -52,9 +53,8 @@ class Sweeps:
             ).rowcount
             if claimed == 0:
                 dialect = postgresql if c.dialect.name == "postgresql" else sqlite
-                claimed = c.execute(
-                    dialect.insert(t).values(name=name, **values).on_conflict_do_nothing()
-                ).rowcount
+                inserted = dialect.insert(t).values(name=name, **values).on_conflict_do_nothing()
+                claimed = len(c.execute(inserted.returning(t.c.name)).all())
         return slot if claimed == 1 else None
 
     def finish(self, name: str, slot: int, *, ok: bool, detail: str | None = None) -> None:
@@ -70,7 +70,7 @@ class Sweeps:
             )
 
     def all(self) -> list[SweepRecord]:
-        with self.engine.connect() as c:
+        with reading(self.engine) as c:
             rows = c.execute(select(t).order_by(t.c.name)).all()
         return [
             SweepRecord(

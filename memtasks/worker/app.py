@@ -115,6 +115,15 @@ def create_app(settings: Settings | None = None) -> Celery:
             "sep": ":",
         },
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.publish_timeout_s,
+        # A publish that cannot reach the broker fails fast: the row is committed and the
+        # dispatch sweep publishes it later, so waiting on the broker gains nothing.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
         beat_schedule=beat_entries(settings),
         timezone="UTC",
         enable_utc=True,

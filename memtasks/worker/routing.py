@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from memtasks.domain.errors import UnknownJobKind
 from memtasks.domain.jobs import DEFAULT_PRIORITY, JobKind
 from memtasks.worker import names
 
@@ -26,6 +27,15 @@ def queue_for(kind: JobKind, *, llm_bound: bool, tree_uses_llm: bool) -> str:
     if tree_uses_llm and llm_bound:
         return names.LLM
     return KIND_QUEUES[kind]
+
+
+def queue_of(kind: str, *, tree_uses_llm: bool) -> str:
+    """The queue a stored kind name routes to (``none`` for a kind this version does not run)."""
+    try:
+        job_kind = JobKind.parse(kind)
+    except UnknownJobKind:
+        return "none"
+    return queue_for(job_kind, llm_bound=job_kind.llm_bound, tree_uses_llm=tree_uses_llm)
 
 
 def broker_is_amqp(broker_url: str) -> bool:

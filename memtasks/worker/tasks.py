@@ -23,11 +23,11 @@ def register(app: Celery) -> None:
     """Register every memtasks task on ``app``."""
     from memtasks.worker.app import pipeline_for
 
-    @app.task(name=names.MEM_TREE_RUN)
+    @app.task(name=names.MEM_TREE_RUN, shared=False)
     def mem_tree_run(job_id: str) -> dict[str, Any]:
         return pipeline_for(app).run_mem_tree(job_id)
 
-    @app.task(name=names.MEM_TREE_ENQUEUE)
+    @app.task(name=names.MEM_TREE_ENQUEUE, shared=False)
     def mem_tree_enqueue(
         kind: str,
         payload: Mapping[str, Any],
@@ -47,11 +47,11 @@ def register(app: Celery) -> None:
             )
             return {"error": str(exc)}
 
-    @app.task(name=names.DECAY_RUN)
+    @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
         return pipeline_for(app).run_decay(job_id)
 
-    @app.task(name=names.DECAY_ENQUEUE)
+    @app.task(name=names.DECAY_ENQUEUE, shared=False)
     def decay_enqueue(
         kind: str,
         source_ids: Sequence[str],
@@ -67,7 +67,7 @@ def register(app: Celery) -> None:
             )
             return {"error": str(exc)}
 
-    @app.task(name=names.RECORD_RETRIEVAL_FAILURES)
+    @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False)
     def record_retrieval_failures(batch: Sequence[object]) -> dict[str, int]:
         if not isinstance(batch, list | tuple):
             log.error("memtasks.worker: retrieval-failure batch must be a list, got %r", batch)
@@ -75,7 +75,7 @@ def register(app: Celery) -> None:
         return pipeline_for(app).record_retrieval_failures(batch)
 
     def make_sweep(sweep_name: str, task_name: str) -> None:
-        @app.task(name=task_name)
+        @app.task(name=task_name, shared=False)
         def sweep(name: str = sweep_name, interval_s: float = 60.0) -> dict[str, Any]:
             # ``name`` travels in the beat message for Flower; the task's own name decides.
             del name

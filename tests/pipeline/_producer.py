@@ -10,6 +10,7 @@ from celery import Celery
 broker, count, prefix = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 app = Celery("agent", broker=broker)
 app.conf.task_serializer = "json"
+app.conf.task_queue_max_priority = 9  # memtasks' queues are priority queues (RabbitMQ checks)
 with app.producer_or_acquire() as producer:
     for i in range(count):
         app.send_task(

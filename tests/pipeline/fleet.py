@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,14 +88,16 @@ class Fleet:
         proc.wait(timeout=30)
 
     def stop(self, name: str, timeout: float = 30) -> None:
+        """SIGTERM to the main process (a warm shutdown, as systemd's KillMode=mixed does);
+        whatever is left of the group after ``timeout`` is killed."""
         proc = self.processes.pop(name)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
+            proc.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
 
     def stop_all(self) -> None:
         for name in list(self.processes):

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import socket
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
+from celery import Celery
 from sqlalchemy import func, select
 
+from memtasks.config import Settings, load_settings
+from memtasks.domain.jobs import JobKind, Lease, NewJob
+from memtasks.domain.tree import extract_chunk_job, seal_job
+from memtasks.services.mem_tree import Followup
 from memtasks.storage.engine import get_engine
+from memtasks.storage.jobs_repo import Job, MemTreeJobs
+from memtasks.storage.memory_tables import consolidation_runs
 from memtasks.storage.tables import mem_tree_jobs as t
-from tests.pipeline.fleet import ROOT, Fleet, fleet_env, wait_until
+from memtasks.storage.tree_repo import NewChunk, TreeStore
+from memtasks.worker import names
+from memtasks.worker.app import CeleryPublisher, create_app
+from tests.pipeline.conftest import RABBIT_URL
+from tests.pipeline.fleet import ROOT, Fleet, fleet_env, observe, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -48,3 +68,358 @@ def test_a_producer_that_knows_only_task_names(
         rows = conn.execute(select(t.c.kind, t.c.attempts, t.c.status)).all()
     assert len(rows) == 1000
     assert {(r.kind, r.attempts, r.status) for r in rows} == {("seal", 1, "done")}
+
+
+# ── helpers for tests that enqueue from this process ─────────────────────────
+
+
+def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for key, value in env.items():
+        if key.startswith("MEMTASKS_"):
+            monkeypatch.setenv(key, value)
+    return load_settings()
+
+
+def enqueue_and_publish(settings: Settings, jobs: list[NewJob]) -> list[str]:
+    queue = MemTreeJobs(get_engine(settings.resolved_database_url))
+    ids = [i for i in queue.enqueue_many(jobs, published=True) if i is not None]
+    assert len(ids) == len(jobs)
+    publish(settings, [Followup(i, j.kind.value) for i, j in zip(ids, jobs, strict=True)])
+    return ids
+
+
+def publish(settings: Settings, jobs: list[Followup]) -> None:
+    with client_app(settings) as app:
+        CeleryPublisher(app, settings).mem_tree(jobs)
+
+
+@contextmanager
+def client_app(settings: Settings) -> Iterator[Celery]:
+    """A Celery app of this test process; its broker connections are closed afterwards."""
+    app = create_app(settings)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def job(db_url: str, job_id: str) -> Job:
+    found = MemTreeJobs(get_engine(db_url)).get(job_id)
+    assert found is not None
+    return found
+
+
+def probe_job(name: str, **behaviour: object) -> NewJob:
+    return NewJob(JobKind.REEMBED_BACKFILL, {"probe": name, **behaviour})
+
+
+def runs(probes: redis.Redis, name: str) -> int:
+    return int(probes.get(f"probe:{name}:runs") or 0)
+
+
+FAST_BEAT = {"dispatch_due": 0.3, "recover": 0.5}
+
+
+# ── priority ─────────────────────────────────────────────────────────────────
+
+
+def test_seal_jobs_overtake_a_bulk_backlog(
+    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
+    settings = settings_from(fleet.env, monkeypatch)
+    engine = get_engine(db_url)
+    TreeStore(engine).add_chunks(
+        [NewChunk(f"c{i}", "tree", f"src{i % 5}", f"Chunk {i} about Paris.") for i in range(2000)]
+    )
+    bulk = enqueue_and_publish(settings, [extract_chunk_job(f"c{i}") for i in range(2000)])
+    seals = enqueue_and_publish(settings, [seal_job(f"empty{i}", 0) for i in range(50)])
+
+    fleet.worker(concurrency=2)
+    wait_until(lambda: count_status(db_url, "done", "seal") >= 50, 120, "50 seal jobs done", fleet)
+
+    with engine.connect() as conn:
+        seal_done = conn.execute(select(func.max(t.c.completed_at_ms)).where(t.c.id.in_(seals))).scalar_one()
+        bulk_before = conn.execute(
+            select(func.count()).where(
+                t.c.id.in_(bulk), t.c.status == "done", t.c.completed_at_ms <= seal_done
+            )
+        ).scalar_one()
+    assert bulk_before < 1000, f"{bulk_before} of 2,000 bulk jobs finished before the last seal"
+
+
+# ── retries ──────────────────────────────────────────────────────────────────
+
+
+def test_a_transient_failure_retries_with_backoff_then_succeeds(
+    fleet: Fleet,
+    db_url: str,
+    broker_url: str,
+    lock_url: str,
+    probes: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url,
+        broker_url=broker_url,
+        lock_redis_url=lock_url,
+        beat=FAST_BEAT,
+        backoff_base_s=0.3,
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker()
+    fleet.beat()
+    [job_id] = enqueue_and_publish(settings, [probe_job("flaky", fail_times=2)])
+
+    wait_until(lambda: job(db_url, job_id).status == "done", 60, "the flaky job done", fleet)
+    row = job(db_url, job_id)
+    assert row.attempts == 3
+    assert row.last_backoff_ms == 600, "the second failure waited base × 2"
+    assert (runs(probes, "flaky"), int(probes.get("probe:flaky:ok") or 0)) == (3, 1)
+
+
+def test_a_long_backoff_under_a_short_visibility_timeout_runs_once(
+    fleet: Fleet,
+    db_url: str,
+    broker_url: str,
+    lock_url: str,
+    probes: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url,
+        broker_url=broker_url,
+        lock_redis_url=lock_url,
+        beat=FAST_BEAT,
+        backoff_base_s=3600,
+        visibility_timeout_s=10,
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker(concurrency=2)
+    fleet.worker("w2", concurrency=2)
+    fleet.beat()
+    [job_id] = enqueue_and_publish(settings, [probe_job("slow-retry", fail_times=1)])
+    wait_until(
+        lambda: job(db_url, job_id).last_backoff_ms == 3_600_000, 60, "the first attempt failed", fleet
+    )
+    # Duplicate deliveries of the same message, as a visibility timeout would make them.
+    publish(settings, [Followup(job_id, "reembed_backfill")] * 3)
+
+    observe(25)  # more than twice the visibility timeout
+
+    assert runs(probes, "slow-retry") == 1
+    row = job(db_url, job_id)
+    assert (row.status, row.attempts) == ("ready", 1)
+
+
+# ── crashes and broker loss ──────────────────────────────────────────────────
+
+
+def test_a_killed_worker_s_job_is_recovered_and_its_late_settle_changes_nothing(
+    fleet: Fleet,
+    db_url: str,
+    broker_url: str,
+    lock_url: str,
+    probes: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, beat=FAST_BEAT, lease_s=3
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker("w1")
+    fleet.beat()
+    [job_id] = enqueue_and_publish(settings, [probe_job("crash", sleep_attempts=1, sleep_s=120)])
+    wait_until(lambda: runs(probes, "crash") == 1, 60, "the job started", fleet)
+    stale_token = job(db_url, job_id).lease_token
+    assert stale_token is not None
+
+    fleet.kill9("w1")
+    fleet.worker("w2")
+
+    wait_until(lambda: job(db_url, job_id).status == "done", 90, "the job recovered and done", fleet)
+    done = job(db_url, job_id)
+    assert done.attempts == 2
+    assert MemTreeJobs(get_engine(db_url)).settle_done(Lease(job_id, stale_token)) is False
+    assert job(db_url, job_id) == done, "the killed worker's late settle changed nothing"
+
+
+def test_every_job_completes_after_the_broker_is_flushed(
+    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url,
+        broker_url=broker_url,
+        lock_redis_url=lock_url,
+        beat=FAST_BEAT,
+        redispatch_after_s=1,
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    enqueue_and_publish(settings, [seal_job(f"flushed{i}", 0) for i in range(500)])
+    broker = redis.Redis.from_url(broker_url)
+    queued = sum(broker.llen(key) for key in broker.scan_iter("critical*"))
+    assert queued == 500, "the messages are in the broker"
+    broker.flushall()
+
+    fleet.worker(concurrency=4)
+    fleet.beat()
+    wait_until(lambda: count_status(db_url, "done") == 500, 120, "500 jobs done after FLUSHALL", fleet)
+
+
+# ── beat ─────────────────────────────────────────────────────────────────────
+
+
+def test_two_beats_make_one_consolidation_per_slot(
+    fleet: Fleet, db_url: str, broker_url: str, lock_url: str
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, beat={"consolidate": 1.0}
+    )
+    fleet.worker(concurrency=4)
+    fleet.beat("beat1")
+    fleet.beat("beat2")
+    engine = get_engine(db_url)
+
+    def ledger() -> list[Any]:
+        with engine.connect() as conn:
+            return list(conn.execute(select(consolidation_runs).order_by(consolidation_runs.c.started_at_ms)))
+
+    wait_until(lambda: len(ledger()) >= 6, 60, "six consolidation ticks", fleet)
+    fleet.stop("beat1")
+    fleet.stop("beat2")
+    rows = ledger()
+    slots = [r.started_at_ms // 1000 for r in rows]
+    assert len(slots) == len(set(slots)), f"two runs in one slot: {slots}"
+    for earlier, later in itertools.pairwise(rows):
+        assert earlier.finished_at_ms is not None and earlier.finished_at_ms <= later.started_at_ms
+    assert "memtasks.consolidate" in fleet.log("beat1") and "memtasks.consolidate" in fleet.log("beat2")
+
+
+# ── LLM permits ──────────────────────────────────────────────────────────────
+
+
+def test_llm_bound_jobs_hold_a_fleet_wide_permit(
+    fleet: Fleet,
+    db_url: str,
+    broker_url: str,
+    lock_url: str,
+    probes: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url,
+        broker_url=broker_url,
+        lock_redis_url=lock_url,
+        beat=FAST_BEAT,
+        tree_uses_llm="true",
+        llm_permits=1,
+        llm_wait_s=0.2,
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker("w1", concurrency=2)
+    fleet.worker("w2", concurrency=2)
+    fleet.beat()
+    ids = enqueue_and_publish(
+        settings, [probe_job(f"llm{i}", sleep_always=True, sleep_s=0.4) for i in range(6)]
+    )
+
+    wait_until(
+        lambda: all(job(db_url, i).status == "done" for i in ids), 90, "six LLM-bound jobs done", fleet
+    )
+    assert int(probes.get("probe:max-running") or 0) == 1
+    assert {job(db_url, i).attempts for i in ids} == {1}, "waiting for a permit spent no attempt"
+
+
+# ── bad input from a producer ────────────────────────────────────────────────
+
+
+def test_bad_remote_enqueues_are_named_in_the_log_and_insert_nothing(
+    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker()
+    with client_app(settings) as app:
+        for kwargs in (
+            {"kind": "nope", "payload": {}},
+            {"kind": "seal", "payload": {"level": 0}},
+            {"kind": "seal", "payload": {"tree_id": "ok", "level": 0}},
+        ):
+            app.send_task(names.MEM_TREE_ENQUEUE, kwargs=kwargs, queue="default")
+
+    wait_until(lambda: count_status(db_url, "done") == 1, 60, "the valid job done", fleet)
+    wait_until(lambda: fleet.log("w1").count("enqueue rejected") == 2, 30, "two rejections logged", fleet)
+    log = fleet.log("w1")
+    assert "unknown job kind 'nope'" in log
+    assert "'tree_id' must be a non-empty string" in log
+
+
+# ── graceful shutdown ────────────────────────────────────────────────────────
+
+
+def test_a_warm_shutdown_finishes_the_running_job(
+    fleet: Fleet,
+    db_url: str,
+    broker_url: str,
+    lock_url: str,
+    probes: redis.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker()
+    [job_id] = enqueue_and_publish(settings, [probe_job("warm", sleep_attempts=1, sleep_s=3)])
+    wait_until(lambda: runs(probes, "warm") == 1, 60, "the job started", fleet)
+    fleet.stop("w1", timeout=60)
+    row = job(db_url, job_id)
+    assert (row.status, row.attempts, row.lease_token) == ("done", 1, None)
+
+
+# ── RabbitMQ ─────────────────────────────────────────────────────────────────
+
+
+def test_the_pipeline_runs_on_rabbitmq(
+    fleet: Fleet, tmp_path: Path, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db_url = f"sqlite:///{tmp_path}/rabbit.sqlite3"
+    fleet.env = fleet_env(database_url=db_url, broker_url=RABBIT_URL, lock_redis_url=lock_url)
+    settings = settings_from(fleet.env, monkeypatch)
+    with client_app(settings) as app:
+        try:
+            app.control.purge()
+        except OSError as exc:
+            pytest.fail(
+                f"RabbitMQ is not reachable at {RABBIT_URL}: {exc} — start it or set TEST_RABBITMQ_URL"
+            )
+    fleet.worker(concurrency=4)
+    run_producer(RABBIT_URL, 300, "rabbit")
+    wait_until(lambda: count_status(db_url, "done") == 300, 120, "300 jobs done through RabbitMQ", fleet)
+
+
+# ── Flower ───────────────────────────────────────────────────────────────────
+
+
+def test_flower_lists_the_workers(fleet: Fleet, tmp_path: Path, broker_url: str, lock_url: str) -> None:
+    fleet.env = fleet_env(
+        database_url=f"sqlite:///{tmp_path}/flower.sqlite3", broker_url=broker_url, lock_redis_url=lock_url
+    )
+    fleet.env["FLOWER_UNAUTHENTICATED_API"] = "true"
+    fleet.worker("w1")
+    with socket.socket() as probe_socket:
+        probe_socket.bind(("127.0.0.1", 0))
+        port = probe_socket.getsockname()[1]
+    fleet.flower(port)
+    seen: dict[str, Any] = {}
+
+    def listed() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=5) as reply:
+                seen.update(json.load(reply))
+        except OSError:
+            return False
+        return any(name.startswith("w1@") for name in seen)
+
+    wait_until(listed, 60, "Flower lists worker w1", fleet)
+    [(name, info)] = [(n, i) for n, i in seen.items() if n.startswith("w1@")]
+    queues = {q["name"] for q in info.get("active_queues", [])}
+    assert queues == set(names.QUEUES), f"{name} consumes {queues}"

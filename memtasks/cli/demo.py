@@ -1,0 +1,19 @@
+"""``memtasks demo``: the main job (``make run``; ``make fleet`` keeps the fleet up)."""
+
+from __future__ import annotations
+
+import typer
+
+from memtasks.cli.common import out
+from memtasks.demo.run import DemoOptions, run_demo
+
+
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="a smaller workload"),
+    keep: bool = typer.Option(False, "--keep", help="keep the fleet running with Flower until Ctrl-C"),
+    flower_port: int = typer.Option(5555, "--flower-port", envvar="MEMTASKS_FLOWER_PORT"),
+    timeout_s: float = typer.Option(300.0, "--timeout", min=10, help="seconds to wait for every job"),
+) -> None:
+    """Start a local fleet, drive a synthetic agent workload, report, stop everything started."""
+    code = run_demo(DemoOptions(quick=quick, keep=keep, flower_port=flower_port, timeout_s=timeout_s), out)
+    raise typer.Exit(code)

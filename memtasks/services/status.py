@@ -1,0 +1,60 @@
+"""What an operator (``memtasks status``) and the metrics exporter look at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, func, select
+
+from memtasks.domain.clock import HOUR_MS, Clock, system_clock
+from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
+from memtasks.storage.memory_tables import consolidation_runs, mem_tree_summaries
+from memtasks.storage.retrieval_repo import RetrievalFailures
+from memtasks.storage.rows import reading
+from memtasks.storage.stats_repo import QueueStats, queue_stats
+from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    now_ms: int
+    queue: QueueStats
+    last_consolidation: RunRecord | None
+    consolidation_runs_by_outcome: dict[str, int]
+    sweeps: tuple[SweepRecord, ...]
+    retrieval_failures_total: int
+    retrieval_failures_last_24h: int
+    summaries_by_level: dict[int, int]
+
+
+def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
+    now = clock()
+    ledger = ConsolidationRepo(engine)
+    failures = RetrievalFailures(engine, clock=clock)
+    last = ledger.runs(limit=1)
+    with reading(engine) as c:
+        outcomes = {
+            str(outcome): int(count)
+            for outcome, count in c.execute(
+                select(consolidation_runs.c.outcome, func.count()).group_by(consolidation_runs.c.outcome)
+            )
+        }
+        levels = {
+            int(level): int(count)
+            for level, count in c.execute(
+                select(mem_tree_summaries.c.level, func.count()).group_by(mem_tree_summaries.c.level)
+            )
+        }
+    return StatusReport(
+        now_ms=now,
+        queue=queue_stats(engine, now),
+        last_consolidation=last[0] if last else None,
+        consolidation_runs_by_outcome=outcomes,
+        sweeps=tuple(Sweeps(engine, clock=clock).all()),
+        retrieval_failures_total=failures.count(),
+        retrieval_failures_last_24h=failures.count(since_ms=now - 24 * HOUR_MS),
+        summaries_by_level=levels,
+    )
+
+
+__all__ = ["StatusReport", "status_report"]

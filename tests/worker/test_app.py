@@ -1,0 +1,70 @@
+"""The Celery app's configuration and routing (no broker needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+import beat_schedule
+from memtasks.config import load_settings
+from memtasks.domain.jobs import JobKind
+from memtasks.worker import names
+from memtasks.worker.app import beat_entries, create_app
+from memtasks.worker.routing import message_priority, queue_for
+
+pytestmark = pytest.mark.unit
+
+
+def test_the_app_is_json_only_with_late_acks_and_one_prefetch() -> None:
+    conf = create_app(load_settings()).conf
+    assert conf.accept_content == ["json"] and conf.task_serializer == "json"
+    assert conf.result_accept_content == ["json"]
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_max_memory_per_child == 512_000
+    assert {q.name for q in conf.task_queues} == set(names.QUEUES)
+
+
+def test_every_task_name_is_registered() -> None:
+    app = create_app(load_settings())
+    expected = {
+        names.MEM_TREE_RUN,
+        names.MEM_TREE_ENQUEUE,
+        names.DECAY_RUN,
+        names.DECAY_ENQUEUE,
+        names.RECORD_RETRIEVAL_FAILURES,
+        *names.SWEEPS.values(),
+    }
+    assert expected <= set(app.tasks)
+
+
+def test_beat_has_every_sweep_on_the_maintenance_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMTASKS_BEAT_INTERVALS", '{"consolidate": 5}')
+    entries = beat_entries(load_settings())
+    assert set(entries) == set(names.SWEEPS) == set(beat_schedule.INTERVALS_S)
+    assert entries["consolidate"]["schedule"] == 5
+    assert entries["recover"]["schedule"] == 60
+    assert all(e["options"]["queue"] == names.MAINTENANCE for e in entries.values())
+
+
+def test_an_unknown_sweep_interval_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MEMTASKS_BEAT_INTERVALS", '{"consolidat": 5}')
+    with pytest.raises(ValueError, match="unknown sweeps: consolidat"):
+        beat_entries(load_settings())
+
+
+def test_routing_by_kind_and_llm() -> None:
+    assert queue_for(JobKind.SEAL, llm_bound=True, tree_uses_llm=False) == names.CRITICAL
+    assert queue_for(JobKind.APPEND_BUFFER, llm_bound=False, tree_uses_llm=True) == names.DEFAULT
+    assert queue_for(JobKind.EXTRACT_CHUNK, llm_bound=False, tree_uses_llm=False) == names.BULK
+    assert queue_for(JobKind.SEAL, llm_bound=True, tree_uses_llm=True) == names.LLM
+
+
+def test_message_priority_follows_each_brokers_order() -> None:
+    redis_order = [
+        message_priority(k, "redis://x") for k in (JobKind.SEAL, JobKind.FLUSH_STALE, JobKind.EXTRACT_CHUNK)
+    ]
+    amqp_order = [
+        message_priority(k, "amqp://x") for k in (JobKind.SEAL, JobKind.FLUSH_STALE, JobKind.EXTRACT_CHUNK)
+    ]
+    assert redis_order == sorted(redis_order), "Redis consumes 0 first"
+    assert amqp_order == sorted(amqp_order, reverse=True), "RabbitMQ consumes the highest first"
