@@ -73,9 +73,11 @@ def pg_schema() -> Iterator[str]:
         reset_registry()
         # A connection this test leaked warns now, in this test, not in a later one.
         gc.collect()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        try:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        finally:
+            admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -38,6 +38,8 @@ def probes(lock_url: str) -> redis.Redis:
 
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """The test's processes. Request it after ``db_url``: fixtures are torn down in reverse,
+    so the fleet stops before the test's PostgreSQL schema is dropped."""
     made = Fleet(tmp_path, env={})
     yield made
     made.stop_all()

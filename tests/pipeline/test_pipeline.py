@@ -58,7 +58,7 @@ def run_producer(broker: str, count: int, prefix: str) -> None:
 
 
 def test_a_producer_that_knows_only_task_names(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str
 ) -> None:
     fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
     fleet.worker(concurrency=4)
@@ -124,7 +124,7 @@ FAST_BEAT = {"dispatch_due": 0.3, "recover": 0.5}
 
 
 def test_seal_jobs_overtake_a_bulk_backlog(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
     settings = settings_from(fleet.env, monkeypatch)
@@ -152,8 +152,8 @@ def test_seal_jobs_overtake_a_bulk_backlog(
 
 
 def test_a_transient_failure_retries_with_backoff_then_succeeds(
-    fleet: Fleet,
     db_url: str,
+    fleet: Fleet,
     broker_url: str,
     lock_url: str,
     probes: redis.Redis,
@@ -179,8 +179,8 @@ def test_a_transient_failure_retries_with_backoff_then_succeeds(
 
 
 def test_a_long_backoff_under_a_short_visibility_timeout_runs_once(
-    fleet: Fleet,
     db_url: str,
+    fleet: Fleet,
     broker_url: str,
     lock_url: str,
     probes: redis.Redis,
@@ -216,8 +216,8 @@ def test_a_long_backoff_under_a_short_visibility_timeout_runs_once(
 
 
 def test_a_killed_worker_s_job_is_recovered_and_its_late_settle_changes_nothing(
-    fleet: Fleet,
     db_url: str,
+    fleet: Fleet,
     broker_url: str,
     lock_url: str,
     probes: redis.Redis,
@@ -245,7 +245,7 @@ def test_a_killed_worker_s_job_is_recovered_and_its_late_settle_changes_nothing(
 
 
 def test_every_job_completes_after_the_broker_is_flushed(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet.env = fleet_env(
         database_url=db_url,
@@ -270,7 +270,7 @@ def test_every_job_completes_after_the_broker_is_flushed(
 
 
 def test_two_beats_make_one_consolidation_per_slot(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str
 ) -> None:
     fleet.env = fleet_env(
         database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, beat={"consolidate": 1.0}
@@ -299,8 +299,8 @@ def test_two_beats_make_one_consolidation_per_slot(
 
 
 def test_llm_bound_jobs_hold_a_fleet_wide_permit(
-    fleet: Fleet,
     db_url: str,
+    fleet: Fleet,
     broker_url: str,
     lock_url: str,
     probes: redis.Redis,
@@ -334,7 +334,7 @@ def test_llm_bound_jobs_hold_a_fleet_wide_permit(
 
 
 def test_bad_remote_enqueues_are_named_in_the_log_and_insert_nothing(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
     settings = settings_from(fleet.env, monkeypatch)
@@ -358,8 +358,8 @@ def test_bad_remote_enqueues_are_named_in_the_log_and_insert_nothing(
 
 
 def test_a_warm_shutdown_finishes_the_running_job(
-    fleet: Fleet,
     db_url: str,
+    fleet: Fleet,
     broker_url: str,
     lock_url: str,
     probes: redis.Redis,

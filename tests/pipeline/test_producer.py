@@ -102,7 +102,7 @@ def test_a_malformed_payload_is_refused_before_anything_is_written(
 
 @pytest.mark.slow
 def test_retrieval_failures_travel_as_celery_batches(
-    fleet: Fleet, db_url: str, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fleet.env = fleet_env(database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url)
     fleet.worker()
