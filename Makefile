@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install services run fleet test test-fast lint format typecheck check clean
+.PHONY: help install services run fleet bench bench-quick test test-fast lint format typecheck check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,6 +31,16 @@ run: install ## The main job: a local fleet (SQLite + Redis) driven by a synthet
 fleet: install ## The same fleet, left running with Flower on :5555 until Ctrl-C
 	@bash scripts/services.sh --install-redis
 	$(BIN)/memtasks demo --keep
+
+bench: install services ## Benchmarks next to bare Celery, Procrastinate and pgqueuer (bench/results/)
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	bash bench/peers/setup.sh >/dev/null
+	$(BIN)/python -m bench.run
+
+bench-quick: install services ## The same, smaller: a few minutes
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	bash bench/peers/setup.sh >/dev/null
+	$(BIN)/python -m bench.run --quick
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
 	$(BIN)/pytest

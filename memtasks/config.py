@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         default=None, description="module:callable returning a SummaryBackend"
     )
 
+    drain_batch: int = Field(
+        default=0, ge=0, le=10_000, description="0: one message per job; N: drain messages of up to N jobs"
+    )
     redispatch_after_s: PositiveSeconds = 300.0
     publish_timeout_s: PositiveSeconds = 4.0
     dispatch_batch: int = Field(default=1000, ge=1)

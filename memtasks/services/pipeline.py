@@ -162,6 +162,30 @@ class Pipeline:
             **({"error": result.error} if result.error else {}),
         }
 
+    def drain(self, kinds: Sequence[str], limit: int) -> dict[str, Any]:
+        """Claim up to ``limit`` due jobs of ``kinds`` (SKIP LOCKED), run them in one
+        transaction, settle them together, publish their follow-ups."""
+        job_kinds = [JobKind.parse(str(kind)) for kind in kinds]
+        jobs = self.runtime.jobs.claim_batch(limit, kinds=job_kinds)
+        if not jobs:
+            return {"claimed": 0}
+        leases = {job.id: job.lease for job in jobs}
+        with self._held_guard:
+            self._held.update(leases)
+        try:
+            results = self.runner.run_batch(jobs)
+        finally:
+            with self._held_guard:
+                for job_id in leases:
+                    self._held.pop(job_id, None)
+        followups = [f for result in results for f in result.followups]
+        if followups:
+            self._publish(followups)
+        outcomes: dict[str, int] = {}
+        for result in results:
+            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        return {"claimed": len(jobs), **outcomes}
+
     def _permits_for(self, job_id: str) -> RedisSemaphore | None:
         """The LLM permits when this job needs one (LLM-bound kind, text models call an LLM)."""
         if not self.settings.tree_uses_llm:

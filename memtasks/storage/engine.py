@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 
 from memtasks.domain.errors import ConfigurationError, DatabaseUnavailable, StorageError
 from memtasks.storage.breaker import CircuitBreaker
@@ -176,11 +176,41 @@ def _open_postgresql(url: URL, options: EngineOptions) -> Engine:
         url,
         pool_size=options.pool_size,
         max_overflow=options.pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    _install_idle_ping(engine)
     return _finish(engine, url, options)
+
+
+IDLE_PING_AFTER_S = 5.0
+
+
+def _install_idle_ping(engine: Engine) -> None:
+    """Ping a pooled connection before use only when it sat idle for a while.
+
+    ``pool_pre_ping`` would cost a round trip on every checkout — most of a short job's
+    time. A connection used moments ago is alive; one idle for ``IDLE_PING_AFTER_S`` may
+    have been closed by a database restart and is checked (and replaced) first.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["memtasks_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("memtasks_idle_since")
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_AFTER_S:
+            return
+        try:
+            cursor = dbapi_conn.cursor()
+            try:
+                cursor.execute("SELECT 1")
+            finally:
+                cursor.close()
+        except Exception as exc:  # the pool discards this connection and opens another
+            raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
 def _open_sqlite(url: URL, options: EngineOptions, *, quarantine_allowed: bool) -> Engine:

@@ -24,7 +24,7 @@ from memtasks.services.pipeline import Pipeline
 from memtasks.services.runtime import open_runtime
 from memtasks.storage.engine import dispose_all
 from memtasks.worker import names
-from memtasks.worker.routing import MAX_PRIORITY, decay_priority, message_priority, queue_for
+from memtasks.worker.routing import KIND_QUEUES, MAX_PRIORITY, decay_priority, message_priority, queue_for
 
 log = logging.getLogger("memtasks.worker")
 
@@ -43,6 +43,10 @@ class CeleryPublisher:
         return kind.llm_bound
 
     def mem_tree(self, jobs: Sequence[Followup]) -> None:
+        if self.settings.drain_batch:
+            jobs = self._drain_messages(jobs)
+        if not jobs:
+            return
         broker = self.settings.broker_url
         with self.app.producer_or_acquire() as producer:
             for job in jobs:
@@ -56,6 +60,42 @@ class CeleryPublisher:
                     priority=message_priority(kind, broker),
                     producer=producer,
                 )
+
+    def _drain_messages(self, jobs: Sequence[Followup]) -> list[Followup]:
+        """Batch mode: one drain message per ``drain_batch`` due jobs of each queue. Returns the
+        LLM-bound jobs, which keep one message each (each holds its own permit)."""
+        broker, batch = self.settings.broker_url, self.settings.drain_batch
+        by_queue: dict[str, list[JobKind]] = {}
+        single: list[Followup] = []
+        for job in jobs:
+            kind = JobKind.parse(job.kind)
+            queue = queue_for(
+                kind, llm_bound=self._llm_bound(kind), tree_uses_llm=self.settings.tree_uses_llm
+            )
+            if queue == names.LLM:
+                single.append(job)
+            else:
+                by_queue.setdefault(queue, []).append(kind)
+        with self.app.producer_or_acquire() as producer:
+            for queue, kinds in by_queue.items():
+                members = sorted(
+                    (
+                        k
+                        for k, q in KIND_QUEUES.items()
+                        if q == queue and not (self.settings.tree_uses_llm and self._llm_bound(k))
+                    ),
+                    key=lambda k: k.priority,
+                )
+                priority = message_priority(min(kinds, key=lambda k: k.priority), broker)
+                for _ in range(-(-len(kinds) // batch)):
+                    self.app.send_task(
+                        names.MEM_TREE_DRAIN,
+                        kwargs={"kinds": [k.value for k in members], "limit": batch},
+                        queue=queue,
+                        priority=priority,
+                        producer=producer,
+                    )
+        return single
 
     def decay(self, job_ids: Sequence[str]) -> None:
         priority = decay_priority(self.settings.broker_url)

@@ -47,6 +47,10 @@ def register(app: Celery) -> None:
             )
             return {"error": str(exc)}
 
+    @app.task(name=names.MEM_TREE_DRAIN, shared=False)
+    def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
+        return pipeline_for(app).drain(kinds, max(1, min(int(limit), 10_000)))
+
     @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
         return pipeline_for(app).run_decay(job_id)

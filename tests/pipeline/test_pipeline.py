@@ -423,3 +423,37 @@ def test_flower_lists_the_workers(fleet: Fleet, tmp_path: Path, broker_url: str,
     [(name, info)] = [(n, i) for n, i in seen.items() if n.startswith("w1@")]
     queues = {q["name"] for q in info.get("active_queues", [])}
     assert queues == set(names.QUEUES), f"{name} consumes {queues}"
+
+
+# ── batched drain ────────────────────────────────────────────────────────────
+
+
+def test_a_batched_drain_runs_every_job_once(
+    db_url: str, fleet: Fleet, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.env = fleet_env(
+        database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, beat=FAST_BEAT, drain_batch=100
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    chunks = [NewChunk(f"d{i}", "drained", f"src{i % 3}", f"Chunk {i} about Berlin.") for i in range(400)]
+    TreeStore(get_engine(db_url)).add_chunks(chunks)
+    enqueue_and_publish(settings, [extract_chunk_job(c.id) for c in chunks])
+    broker = redis.Redis.from_url(broker_url)
+    assert sum(broker.llen(k) for k in broker.scan_iter("bulk*")) == 4, "one drain message per 100 jobs"
+
+    fleet.worker(concurrency=2)
+    fleet.beat()
+    wait_until(
+        lambda: count_status(db_url, "done", "extract_chunk") == 400, 120, "400 extracts drained", fleet
+    )
+    wait_until(
+        lambda: count_status(db_url, "ready") + count_status(db_url, "running") == 0,
+        120,
+        "their follow-ups (appends, seals) drained",
+        fleet,
+    )
+    assert count_status(db_url, "done", "append_buffer") >= 400
+    with get_engine(db_url).connect() as conn:
+        attempts = conn.execute(select(t.c.attempts).distinct()).scalars().all()
+    assert attempts == [1], "no job ran twice"
+    assert "memtasks.mem_tree.drain" in fleet.log("w1")

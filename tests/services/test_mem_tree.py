@@ -493,3 +493,59 @@ def test_an_overriding_handler_runs_in_the_jobs_transaction(
     assert [r.payload_json for r in job_rows(engine, JobKind.EXTRACT_CHUNK)] == [
         '{"chunk_id":"from-handler"}'
     ]
+
+
+# ── batches (the drain task) ─────────────────────────────────────────────────
+
+
+def test_a_batch_settles_together_and_isolates_a_raising_handler(
+    engine: Engine, jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    chunk_ids = add_chunks(engine, clock, 6)
+    enqueue_all(jobs, [extract_chunk_job(c) for c in chunk_ids])
+
+    def fail_on_c3(handler: Callable[[HandlerContext, Mapping[str, Any]], Defer | None]) -> Any:
+        def wrapped(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
+            result = handler(ctx, payload)
+            if payload["chunk_id"] == "c00003":
+                raise RuntimeError("boom after writing")
+            return result
+
+        return wrapped
+
+    registry = HandlerRegistry.default().wrap(JobKind.EXTRACT_CHUNK, fail_on_c3)
+    runner = make_runner(engine, jobs, clock, registry=registry)
+    claimed = jobs.claim_batch(10, kinds=[JobKind.EXTRACT_CHUNK])
+    results = runner.run_batch(claimed)
+
+    assert sorted(r.outcome.value for r in results) == ["done"] * 5 + ["retry"]
+    assert sum(len(r.followups) for r in results) == 5, "the failed job's follow-up rolled back with it"
+    with engine.connect() as conn:
+        extracted = dict(conn.execute(select(mem_tree_chunks.c.id, mem_tree_chunks.c.extracted_at_ms)).all())
+    assert extracted["c00003"] is None, "its savepoint rolled back"
+    assert all(extracted[c] is not None for c in chunk_ids if c != "c00003")
+    failed = next(r for r in results if r.outcome is Outcome.RETRY)
+    row = jobs.get(failed.job_id)
+    assert row is not None and (row.status, row.attempts) == ("ready", 1)
+
+
+def test_a_batch_with_a_lost_lease_falls_back_to_one_by_one(
+    engine: Engine, jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    enqueue_all(jobs, [seal_job(f"t{i}", 0) for i in range(3)])
+    claimed = jobs.claim_batch(3)
+    stolen = claimed[1]
+    clock.advance(jobs.config.lease_ms + 1)
+    jobs.recover_expired()
+    current = jobs.claim(stolen.id)
+    assert current is not None
+    # The other two leases expired as well; renew them as a heartbeat would have.
+    for job in (claimed[0], claimed[2]):
+        recovered = jobs.claim(job.id)
+        assert recovered is not None
+    fresh = [jobs.get(job.id) for job in claimed]
+    batch = [fresh[0], claimed[1], fresh[2]]
+    results = make_runner(engine, jobs, clock).run_batch([j for j in batch if j is not None])
+    assert [r.outcome for r in results] == [Outcome.DONE, Outcome.FENCED, Outcome.DONE]
+    row = jobs.get(stolen.id)
+    assert row is not None and (row.status, row.lease_token) == ("running", current.lease_token)

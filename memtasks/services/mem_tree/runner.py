@@ -57,6 +57,10 @@ class _Fenced(Exception):
     """The settle found the lease gone: roll the transaction back."""
 
 
+class _HandlerRaised(Exception):
+    """A handler raised in a batch's fast path: run the batch again with savepoints."""
+
+
 @dataclass(slots=True)
 class MemTreeRunner:
     """Runs claimed memory-tree jobs with the registry's handlers."""
@@ -105,20 +109,10 @@ class MemTreeRunner:
 
     def run(self, job: Job) -> RunResult:
         """Run a job this process has claimed, and settle it under its lease."""
-        assert self.store is not None
         spec = self.registry[job.job_kind]
         try:
             with self.engine.begin() as conn:
-                ctx = HandlerContext(
-                    conn=conn,
-                    job=job,
-                    store=self.store,
-                    models=self.models,
-                    config=self.config,
-                    clock=self.clock,
-                    queue=self.jobs,
-                    publishes_followups=self.publishes_followups,
-                )
+                ctx = self._context(conn, job)
                 decision = spec.handler(ctx, job.payload())
                 result = self._settle(conn, job, decision, tuple(ctx.followups))
         except _Fenced:
@@ -127,6 +121,67 @@ class MemTreeRunner:
         except Exception as exc:
             return self._fail(job, exc)
         return result
+
+    def run_batch(self, jobs: Sequence[Job]) -> list[RunResult]:
+        """Run claimed jobs in one transaction and settle them together: one commit per batch.
+
+        The fast path runs every handler straight in the transaction. When one raises, the
+        whole transaction rolls back and the batch runs again with a savepoint per handler,
+        so only the raising handler's writes are undone; its job is settled failed after the
+        commit. When any lease of the batch was lost, the batch rolls back and every job runs
+        on its own, fenced one by one.
+        """
+        if not jobs:
+            return []
+        try:
+            try:
+                return self._batch(jobs, savepoints=False)
+            except _HandlerRaised:
+                return self._batch(jobs, savepoints=True)
+        except _Fenced:
+            log.warning("memtasks.mem_tree: a batch of %d lost a lease; runs its jobs one by one", len(jobs))
+            return [self.run(job) for job in jobs]
+
+    def _batch(self, jobs: Sequence[Job], *, savepoints: bool) -> list[RunResult]:
+        results: list[RunResult] = []
+        failures: list[tuple[Job, Exception]] = []
+        with self.engine.begin() as conn:
+            done: list[tuple[Job, tuple[Followup, ...]]] = []
+            for job in jobs:
+                ctx = self._context(conn, job)
+                handler = self.registry[job.job_kind].handler
+                try:
+                    if savepoints:
+                        with conn.begin_nested():
+                            decision = handler(ctx, job.payload())
+                    else:
+                        decision = handler(ctx, job.payload())
+                except Exception as exc:
+                    if not savepoints:
+                        raise _HandlerRaised from exc
+                    failures.append((job, exc))
+                    continue
+                if decision is None:
+                    done.append((job, tuple(ctx.followups)))
+                else:
+                    results.append(self._settle(conn, job, decision, tuple(ctx.followups)))
+            if self.jobs.settle_done_many([job.lease for job, _ in done], conn=conn) != len(done):
+                raise _Fenced
+            results += [RunResult(j.id, j.kind, Outcome.DONE, j.attempts, f) for j, f in done]
+        return results + [self._fail(job, exc) for job, exc in failures]
+
+    def _context(self, conn: Connection, job: Job) -> HandlerContext:
+        assert self.store is not None
+        return HandlerContext(
+            conn=conn,
+            job=job,
+            store=self.store,
+            models=self.models,
+            config=self.config,
+            clock=self.clock,
+            queue=self.jobs,
+            publishes_followups=self.publishes_followups,
+        )
 
     def _settle(
         self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[Followup, ...]

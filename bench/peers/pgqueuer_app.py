@@ -1,0 +1,41 @@
+"""The pgqueuer worker factory shared by the benchmark driver and its workers.
+
+Workers run the library's own CLI:
+``python -m pgqueuer --schema pgqueuer_bench run pgqueuer_app:create_pgqueuer``;
+they read the DSN from BENCH_PEERS_DSN.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+# pgqueuer reads its object placement from the environment (cached on first
+# use), so pin the dedicated schema before pgqueuer builds any query.
+SCHEMA = "pgqueuer_bench"
+os.environ["PGQUEUER_SCHEMA"] = SCHEMA
+
+import asyncpg  # noqa: E402
+from pgqueuer import Job, PgQueuer  # noqa: E402
+
+ENTRYPOINT = "bench_noop"
+WORKER_APP_NAME = "bench_peers_pgqueuer_worker"
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/bench_peers"
+
+
+async def noop(_job: Job) -> None:
+    """The benchmarked entrypoint: does nothing."""
+
+
+@asynccontextmanager
+async def create_pgqueuer() -> AsyncIterator[PgQueuer]:
+    """Factory for ``pgq run``: one asyncpg connection, one no-op entrypoint."""
+    dsn = os.environ.get("BENCH_PEERS_DSN", DEFAULT_DSN)
+    connection = await asyncpg.connect(dsn, server_settings={"application_name": WORKER_APP_NAME})
+    try:
+        pgq = PgQueuer.from_asyncpg_connection(connection)
+        pgq.entrypoint(ENTRYPOINT)(noop)
+        yield pgq
+    finally:
+        await connection.close()
