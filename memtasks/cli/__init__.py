@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from memtasks.cli import db, demo, enqueue, fleet, jobs, operate, status
 from memtasks.cli.common import State, err
-from memtasks.domain.errors import ConfigurationError, MemtasksError, ValidationError
+from memtasks.domain.errors import ConfigurationError, MemtasksError
 
 app = typer.Typer(
     name="memtasks",
@@ -58,30 +58,25 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _describe(exc: Exception) -> tuple[str, int]:
+    """The one line and the exit status an error ends the command with."""
+    if isinstance(exc, SQLAlchemyError):
+        return f"database: {_one_line(exc)} — check MEMTASKS_DATABASE_URL", 1
+    if isinstance(exc, RedisError):
+        return f"Redis: {_one_line(exc)} — check MEMTASKS_LOCK_REDIS_URL", 1
+    return _one_line(exc), 2 if isinstance(exc, ConfigurationError) else 1
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``memtasks`` console script."""
     command = typer.main.get_command(app)
     try:
         # Click handles its own errors (usage → exit 2) and exits; ours are caught below.
         command.main(args=list(argv) if argv is not None else None, prog_name="memtasks")
-    except ConfigurationError as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
-        sys.exit(2)
-    except ValidationError as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
-        sys.exit(1)
-    except MemtasksError as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
-        sys.exit(1)
-    except SQLAlchemyError as exc:
-        err.print(f"error: database: {_one_line(exc)} — check MEMTASKS_DATABASE_URL", markup=False)
-        sys.exit(1)
-    except RedisError as exc:
-        err.print(f"error: Redis: {_one_line(exc)} — check MEMTASKS_LOCK_REDIS_URL", markup=False)
-        sys.exit(1)
-    except OSError as exc:
-        err.print(f"error: {_one_line(exc)}", markup=False)
-        sys.exit(1)
+    except (MemtasksError, SQLAlchemyError, RedisError, OSError) as exc:
+        message, status = _describe(exc)
+        err.print(f"error: {message}", markup=False)
+        sys.exit(status)
     sys.exit(0)
 
 

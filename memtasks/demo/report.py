@@ -36,19 +36,31 @@ class Progress:
     active: int
 
 
-def progress(engine: Engine, since_ms: int) -> Progress:
+def _job_states(conn: Any, since_ms: int) -> list[Any]:
     t = mem_tree_jobs
-    with reading(engine) as conn:
-        rows = conn.execute(
+    return list(
+        conn.execute(
             select(t.c.kind, t.c.status, func.count())
             .where(t.c.created_at_ms >= since_ms)
             .group_by(t.c.kind, t.c.status)
-        ).all()
-        decay = conn.execute(
+        )
+    )
+
+
+def _decay_states(conn: Any, since_ms: int) -> list[Any]:
+    return list(
+        conn.execute(
             select(decay_jobs.c.state, func.count())
             .where(decay_jobs.c.created_at_ms >= since_ms)
             .group_by(decay_jobs.c.state)
-        ).all()
+        )
+    )
+
+
+def progress(engine: Engine, since_ms: int) -> Progress:
+    with reading(engine) as conn:
+        rows = _job_states(conn, since_ms)
+        decay = _decay_states(conn, since_ms)
     by_kind: dict[str, tuple[int, int]] = {}
     active = 0
     for kind, status, count in rows:
@@ -87,21 +99,13 @@ def build_report(
     t = mem_tree_jobs
     like = f"{run_id}-%"
     with reading(engine) as conn:
-        states = conn.execute(
-            select(t.c.kind, t.c.status, func.count())
-            .where(t.c.created_at_ms >= since_ms)
-            .group_by(t.c.kind, t.c.status)
-        ).all()
+        states = _job_states(conn, since_ms)
         latencies = conn.execute(
             select(t.c.kind, t.c.completed_at_ms - t.c.created_at_ms).where(
                 t.c.created_at_ms >= since_ms, t.c.status == "done"
             )
         ).all()
-        decay = conn.execute(
-            select(decay_jobs.c.state, func.count())
-            .where(decay_jobs.c.created_at_ms >= since_ms)
-            .group_by(decay_jobs.c.state)
-        ).all()
+        decay = _decay_states(conn, since_ms)
         runs = conn.execute(
             select(consolidation_runs)
             .where(consolidation_runs.c.started_at_ms >= since_ms)
