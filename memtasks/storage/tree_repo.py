@@ -19,19 +19,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.errors import MalformedPayload, MemtasksError
 from memtasks.domain.tree import MAX_ID_CHARS, MAX_SOURCE_CHARS
-from memtasks.storage.memory_tables import (
-    mem_tree_buffer_items as items_t,
-)
-from memtasks.storage.memory_tables import (
-    mem_tree_buffers as buffers_t,
-)
-from memtasks.storage.memory_tables import (
-    mem_tree_chunks as chunks_t,
-)
-from memtasks.storage.memory_tables import (
-    mem_tree_summaries as summaries_t,
-)
+from memtasks.storage.memory_tables import mem_tree_buffer_items as items_t
+from memtasks.storage.memory_tables import mem_tree_buffers as buffers_t
+from memtasks.storage.memory_tables import mem_tree_chunks as chunks_t
+from memtasks.storage.memory_tables import mem_tree_summaries as summaries_t
 from memtasks.storage.rows import chunks, transaction
+
+LOCK_ATTEMPTS = 20
 
 
 class TreeConflict(MemtasksError):
@@ -181,16 +175,25 @@ class TreeStore:
     # ── buffers ──────────────────────────────────────────────────────────────
 
     def lock_buffer(self, conn: Connection, tree_id: str, level: int) -> None:
-        """Create the buffer row if missing and hold it until the transaction ends."""
-        now = self.clock()
-        values = {"tree_id": tree_id, "level": level, "opened_at_ms": now, "updated_at_ms": now}
+        """Create the buffer row if missing and hold it until the transaction ends.
+
+        A seal that empties a buffer deletes its row. When that happens between our insert
+        and our lock, the lock finds no row: insert again, until this transaction holds one
+        (it must, or an item could land in a buffer that no flush ever finds).
+        """
         dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(buffers_t).values(values).on_conflict_do_nothing())
-        conn.execute(
+        locked = (
             select(buffers_t.c.level)
             .where(buffers_t.c.tree_id == tree_id, buffers_t.c.level == level)
             .with_for_update()
-        ).first()
+        )
+        for _ in range(LOCK_ATTEMPTS):
+            now = self.clock()
+            values = {"tree_id": tree_id, "level": level, "opened_at_ms": now, "updated_at_ms": now}
+            conn.execute(dialect.insert(buffers_t).values(values).on_conflict_do_nothing())
+            if conn.execute(locked).first() is not None:
+                return
+        raise TreeConflict(f"the buffer of {tree_id} level {level} kept disappearing; retry")
 
     def placement(self, conn: Connection, tree_id: str, level: int, item_id: str) -> str:
         """``missing``, ``sealed`` (has a parent), ``buffered`` or ``free`` (ready to append)."""

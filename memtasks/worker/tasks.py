@@ -1,22 +1,41 @@
 """The thin tasks: each one is a call into :class:`~memtasks.services.pipeline.Pipeline`.
 
-No task is retried by Celery: a failure is recorded on the job's row, which decides when
-the job comes back (its backoff, through the dispatcher). Bad input is logged with what
-is wrong and acknowledged, never re-delivered forever.
+A job task is never retried by Celery: a failure is recorded on the job's row, which
+decides when the job comes back (its backoff, through the dispatcher). The tasks whose
+message is the only copy of their data (remote enqueues, retrieval-failure batches) are
+retried while the database cannot be reached, so an outage loses none of them. Bad input
+is logged with what is wrong and acknowledged, never re-delivered forever.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from celery import Celery
+from celery import Celery, Task
+from sqlalchemy.exc import InterfaceError, OperationalError
 
-from memtasks.domain.errors import MemtasksError
+from memtasks.domain.errors import ConfigurationError, MemtasksError, StorageError
 from memtasks.worker import names
 
 log = logging.getLogger("memtasks.worker")
+
+
+RETRY_CAP_S = 60
+T = TypeVar("T")
+
+
+def _retrying(task: Task, call: Callable[[], T]) -> T:
+    """For tasks whose message is the only copy of their data (remote enqueues, failure
+    batches): when the database cannot be reached, retry the message — after 1, 2, 4 … up to
+    60 s, for as long as it takes — instead of acknowledging it and losing the data."""
+    try:
+        return call()
+    except (OperationalError, InterfaceError, StorageError, ConfigurationError) as exc:
+        countdown = min(RETRY_CAP_S, 2 ** min(task.request.retries, 6))
+        log.warning("memtasks.worker: database unavailable (%s); %s again in %d s", exc, task.name, countdown)
+        raise task.retry(countdown=countdown, max_retries=None) from exc
 
 
 def register(app: Celery) -> None:
@@ -27,8 +46,9 @@ def register(app: Celery) -> None:
     def mem_tree_run(job_id: str) -> dict[str, Any]:
         return pipeline_for(app).run_mem_tree(job_id)
 
-    @app.task(name=names.MEM_TREE_ENQUEUE, shared=False)
+    @app.task(name=names.MEM_TREE_ENQUEUE, shared=False, bind=True)
     def mem_tree_enqueue(
+        task: Task,
         kind: str,
         payload: Mapping[str, Any],
         dedupe_key: str | None = None,
@@ -36,7 +56,10 @@ def register(app: Celery) -> None:
         max_attempts: int | None = None,
     ) -> dict[str, Any]:
         try:
-            return pipeline_for(app).enqueue_mem_tree(kind, payload, dedupe_key, delay_s, max_attempts)
+            return _retrying(
+                task,
+                lambda: pipeline_for(app).enqueue_mem_tree(kind, payload, dedupe_key, delay_s, max_attempts),
+            )
         except MemtasksError as exc:
             log.error(
                 "memtasks.worker: enqueue rejected (%s): kind=%r payload=%r dedupe_key=%r",
@@ -55,8 +78,9 @@ def register(app: Celery) -> None:
     def decay_run(job_id: str) -> dict[str, Any]:
         return pipeline_for(app).run_decay(job_id)
 
-    @app.task(name=names.DECAY_ENQUEUE, shared=False)
+    @app.task(name=names.DECAY_ENQUEUE, shared=False, bind=True)
     def decay_enqueue(
+        task: Task,
         kind: str,
         source_ids: Sequence[str],
         created_by: str,
@@ -64,19 +88,21 @@ def register(app: Celery) -> None:
         delay_s: float | None = None,
     ) -> dict[str, Any]:
         try:
-            return pipeline_for(app).enqueue_decay(kind, source_ids, created_by, method, delay_s)
+            return _retrying(
+                task, lambda: pipeline_for(app).enqueue_decay(kind, source_ids, created_by, method, delay_s)
+            )
         except MemtasksError as exc:
             log.error(
                 "memtasks.worker: decay enqueue rejected (%s): kind=%r sources=%r", exc, kind, source_ids
             )
             return {"error": str(exc)}
 
-    @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False)
-    def record_retrieval_failures(batch: Sequence[object]) -> dict[str, int]:
+    @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False, bind=True)
+    def record_retrieval_failures(task: Task, batch: Sequence[object]) -> dict[str, int]:
         if not isinstance(batch, list | tuple):
             log.error("memtasks.worker: retrieval-failure batch must be a list, got %r", batch)
             return {"written": 0, "rejected": 1}
-        return pipeline_for(app).record_retrieval_failures(batch)
+        return _retrying(task, lambda: pipeline_for(app).record_retrieval_failures(batch))
 
     def make_sweep(sweep_name: str, task_name: str) -> None:
         @app.task(name=task_name, shared=False)

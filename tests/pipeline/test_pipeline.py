@@ -457,3 +457,33 @@ def test_a_batched_drain_runs_every_job_once(
         attempts = conn.execute(select(t.c.attempts).distinct()).scalars().all()
     assert attempts == [1], "no job ran twice"
     assert "memtasks.mem_tree.drain" in fleet.log("w1")
+
+
+# ── a database outage ────────────────────────────────────────────────────────
+
+
+def test_a_remote_enqueue_waits_out_a_database_outage(
+    fleet: Fleet, tmp_path: Path, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "volume"
+    blocker.write_text("not a directory yet: the database cannot be opened")
+    db_url = f"sqlite:///{blocker}/memtasks.sqlite3"
+    fleet.env = fleet_env(
+        database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, breaker_cooldown_s=1
+    )
+    settings = settings_from(fleet.env, monkeypatch)
+    fleet.worker()
+    with client_app(settings) as app:
+        app.send_task(
+            names.MEM_TREE_ENQUEUE,
+            kwargs={"kind": "seal", "payload": {"tree_id": "t", "level": 0}},
+            queue="default",
+        )
+    wait_until(
+        lambda: fleet.log("w1").count("database unavailable") >= 2, 60, "the enqueue is retried", fleet
+    )
+
+    blocker.unlink()  # the volume comes back
+    wait_until(
+        lambda: blocker.is_dir() and count_status(db_url, "done") == 1, 90, "the job enqueued and run", fleet
+    )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select, text
 
 from memtasks.domain.clock import FrozenClock
 from memtasks.domain.errors import UnknownJobKind
@@ -34,6 +35,7 @@ from memtasks.storage.memory_tables import (
 )
 from memtasks.storage.tables import mem_tree_jobs
 from memtasks.storage.tree_repo import NewChunk, TreeStore
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -549,3 +551,54 @@ def test_a_batch_with_a_lost_lease_falls_back_to_one_by_one(
     assert [r.outcome for r in results] == [Outcome.DONE, Outcome.FENCED, Outcome.DONE]
     row = jobs.get(stolen.id)
     assert row is not None and (row.status, row.lease_token) == ("running", current.lease_token)
+
+
+def test_an_append_racing_a_seal_that_empties_the_buffer_still_holds_a_buffer(
+    pg_schema: str, clock: FrozenClock
+) -> None:
+    """The seal locks the buffer; the append's insert finds the row and waits on the lock;
+    the seal deletes the emptied row and commits. The append must end up holding a buffer
+    row of its own — not write an item into a buffer that no flush will ever find."""
+    # PostgreSQL only: SQLite serialises writers, so the race cannot happen there.
+    from memtasks.storage.engine import get_engine
+
+    engine = get_engine(pg_schema)
+    store = TreeStore(engine, clock=clock)
+    with engine.begin() as conn:
+        store.lock_buffer(conn, "race", 0)
+    sealer = engine.connect()
+    sealer_tx = sealer.begin()
+    store.lock_buffer(sealer, "race", 0)
+
+    appender_done = threading.Event()
+    appender_held: list[bool] = []
+
+    def append() -> None:
+        with engine.begin() as conn:
+            store.lock_buffer(conn, "race", 0)
+            held = conn.execute(select(mem_tree_buffers).where(mem_tree_buffers.c.tree_id == "race")).first()
+            appender_held.append(held is not None)
+        appender_done.set()
+
+    thread = threading.Thread(target=append)
+    thread.start()
+
+    def appender_waits_on_the_lock() -> bool:
+        with engine.connect() as probe:
+            return bool(
+                probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                ).scalar_one()
+            )
+
+    wait_for(appender_waits_on_the_lock, timeout=10)
+    sealer.execute(mem_tree_buffers.delete().where(mem_tree_buffers.c.tree_id == "race"))
+    sealer_tx.commit()
+    sealer.close()
+    assert appender_done.wait(10)
+    thread.join()
+    assert appender_held == [True]
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(mem_tree_buffers)).scalar_one() == 1
