@@ -14,6 +14,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -358,6 +359,135 @@ def bench_enqueue(n: int) -> None:
     batched.compare(baseline, name, "> pgqueuer", batched.value > baseline)
 
 
+# ── 4. latency with an idle fleet ────────────────────────────────────────────
+
+
+def bench_latency(n: int) -> None:
+    from memtasks.config import load_settings
+    from memtasks.domain.jobs import JobKind, NewJob
+    from memtasks.services.mem_tree import Followup
+    from memtasks.storage.engine import get_engine, reset_registry
+    from memtasks.storage.jobs_repo import MemTreeJobs
+    from memtasks.storage.tables import mem_tree_jobs
+    from memtasks.worker.app import CeleryPublisher, create_app
+
+    flush_redis()
+    environment = env(drain_batch="0")
+    os.environ.update({k: v for k, v in environment.items() if k.startswith("MEMTASKS_")})
+    reset_registry()
+    settings = load_settings()
+    engine = get_engine(PG_BENCH)
+    with engine.begin() as conn:
+        conn.execute(mem_tree_jobs.delete())
+    jobs = MemTreeJobs(engine)
+    app = create_app(settings)
+    publisher = CeleryPublisher(app, settings)
+    with worker("memtasks.worker.app", environment, "critical,default,bulk,llm,maintenance"):
+        time.sleep(3)  # the fleet is up and idle before the first job (a measured window, not a sync)
+        for i in range(n):
+            job_id = jobs.enqueue(NewJob(JobKind.EXTRACT_CHUNK, {"chunk_id": f"l{i}"}), published=True)
+            assert job_id is not None
+            publisher.mem_tree([Followup(job_id, "extract_chunk")])
+            time.sleep(0.02)
+
+        def done() -> bool:
+            with engine.connect() as conn:
+                count = conn.execute(
+                    select(func.count()).where(mem_tree_jobs.c.status == "done")
+                ).scalar_one()
+            return int(count) >= n
+
+        wait_until(done, 120, "latency jobs done")
+    app.close()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                mem_tree_jobs.c.started_at_ms - mem_tree_jobs.c.created_at_ms,
+                mem_tree_jobs.c.completed_at_ms - mem_tree_jobs.c.created_at_ms,
+            )
+        ).all()
+    start = [float(r[0]) for r in rows]
+    end = [float(r[1]) for r in rows]
+    p50 = figure("enqueue → start p50 (idle fleet)", pct(start, 0.5), "ms")
+    p50.compare(None, None, "≤ 10 ms", p50.value <= 10)
+    figure("enqueue → start p95", pct(start, 0.95), "ms")
+    figure("enqueue → start p99", pct(start, 0.99), "ms")
+    figure("enqueue → done p50", pct(end, 0.5), "ms")
+    figure("enqueue → done p95", pct(end, 0.95), "ms")
+    figure("enqueue → done p99", pct(end, 0.99), "ms")
+
+
+# ── 5. consolidation at scale ────────────────────────────────────────────────
+
+
+def bench_consolidation(messages: int) -> None:
+    from memtasks.domain.gates import ConsolidationConfig
+    from memtasks.locks import RedisLockGate, redis_client
+    from memtasks.services.consolidation import Consolidator
+    from memtasks.storage.engine import get_engine, reset_registry
+    from memtasks.storage.memory_tables import conversations
+    from memtasks.storage.memory_tables import messages as messages_t
+
+    reset_registry()
+    engine = get_engine(PG_BENCH)
+    old = int(time.time() * 1000) - 60 * 86_400_000
+    with engine.begin() as conn:
+        conn.execute(messages_t.delete())
+        conn.execute(conversations.delete())
+        conn.execute(
+            text(
+                "INSERT INTO conversations (id, channel, sender_id, status, started_at_ms, updated_at_ms,"
+                " last_activity_ms) SELECT 'old' || g, 'chat', 's', 'closed', :old, :old, :old"
+                " FROM generate_series(1, 1000) g"
+            ),
+            {"old": old},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO conversations (id, channel, sender_id, status, started_at_ms, updated_at_ms,"
+                " last_activity_ms) VALUES ('live', 'chat', 's', 'active', :now, :now, :now)"
+            ),
+            {"now": old + 60 * 86_400_000},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO messages (conversation_id, role, content, timestamp_ms)"
+                " SELECT 'old' || (g % 1000 + 1), 'user', 'message ' || g, :old FROM generate_series(1, :n) g"
+            ),
+            {"old": old, "n": messages},
+        )
+        conn.execute(text("ANALYZE messages"))
+    waits: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        while not stop.is_set():
+            start = time.perf_counter()
+            with engine.begin() as conn:
+                conn.execute(
+                    messages_t.insert().values(
+                        conversation_id="live", role="user", content="still talking", timestamp_ms=0
+                    )
+                )
+            waits.append((time.perf_counter() - start) * 1000)
+            time.sleep(0.005)
+
+    gate = RedisLockGate(redis_client(LOCKS), "memtasks:bench:consolidate", ttl_s=60)
+    consolidator = Consolidator(engine, gate, ConsolidationConfig(delete_batch_size=1000))
+    thread = threading.Thread(target=writer)
+    thread.start()
+    start = time.perf_counter()
+    report = consolidator.prune("manual")
+    duration = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    assert report.messages_pruned == messages, report
+    figure(f"prune {messages:,} messages (PostgreSQL)", duration, "s")
+    figure("writer p99 wait during the prune", pct(waits, 0.99), "ms")
+    worst = figure("writer worst wait during the prune", max(waits), "ms")
+    worst.compare(None, None, "≤ 100 ms", worst.value <= 100)
+
+
 # ── 6. the retrieval-failure logger ──────────────────────────────────────────
 
 
@@ -456,10 +586,14 @@ def chart(figures: list[Figure]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a few minutes")
-    parser.add_argument("--only", nargs="*", default=None, help="throughput claim enqueue logger sqlite")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="throughput sqlite claim enqueue latency consolidation logger"
+    )
     args = parser.parse_args()
     quick = args.quick
-    only = set(args.only or ["throughput", "claim", "enqueue", "logger", "sqlite"])
+    only = set(
+        args.only or ["throughput", "sqlite", "claim", "enqueue", "latency", "consolidation", "logger"]
+    )
     n = 2_000 if quick else 10_000
     reset_database()
     tmp = RESULTS / "tmp"
@@ -472,6 +606,10 @@ def main() -> None:
         bench_claim_cost([10_000, 100_000] if quick else [10_000, 100_000, 1_000_000], 300 if quick else 1000)
     if "enqueue" in only:
         bench_enqueue(n)
+    if "latency" in only:
+        bench_latency(100 if quick else 300)
+    if "consolidation" in only:
+        bench_consolidation(100_000 if quick else 1_000_000)
     if "logger" in only:
         bench_logger(20_000 if quick else 100_000)
     save(quick)
