@@ -183,48 +183,64 @@ def bare_celery(n: int, end_to_end: bool) -> float:
     return n / elapsed
 
 
+@dataclass
+class MemtasksClient:
+    """This process's side of a memtasks run: an emptied job table and a publisher."""
+
+    environment: dict[str, str]
+    engine: Any
+    jobs: Any
+    app: Any
+    publisher: Any
+
+    @classmethod
+    def fresh(cls, database_url: str = PG_BENCH, drain_batch: int = 0) -> MemtasksClient:
+        from memtasks.config import load_settings
+        from memtasks.storage.engine import get_engine, reset_registry
+        from memtasks.storage.jobs_repo import MemTreeJobs
+        from memtasks.storage.tables import mem_tree_jobs
+        from memtasks.worker.app import CeleryPublisher, create_app
+
+        flush_redis()
+        environment = env(database_url=database_url, drain_batch=str(drain_batch))
+        os.environ.update({k: v for k, v in environment.items() if k.startswith("MEMTASKS_")})
+        reset_registry()
+        settings = load_settings()
+        engine = get_engine(database_url)
+        with engine.begin() as conn:
+            conn.execute(mem_tree_jobs.delete())
+        app = create_app(settings)
+        return cls(environment, engine, MemTreeJobs(engine), app, CeleryPublisher(app, settings))
+
+    def done(self) -> int:
+        from memtasks.storage.tables import mem_tree_jobs
+
+        with self.engine.connect() as conn:
+            stmt = select(func.count()).where(mem_tree_jobs.c.status == "done")
+            return int(conn.execute(stmt).scalar_one())
+
+
 def memtasks_pipeline(n: int, end_to_end: bool, database_url: str = PG_BENCH, drain_batch: int = 0) -> float:
-    from memtasks.config import load_settings
     from memtasks.domain.jobs import JobKind, NewJob
     from memtasks.services.mem_tree import Followup
-    from memtasks.storage.engine import get_engine, reset_registry
-    from memtasks.storage.jobs_repo import MemTreeJobs
-    from memtasks.storage.tables import mem_tree_jobs
-    from memtasks.worker.app import CeleryPublisher, create_app
 
-    flush_redis()
-    environment = env(database_url=database_url, drain_batch=str(drain_batch))
-    os.environ.update({k: v for k, v in environment.items() if k.startswith("MEMTASKS_")})
-    reset_registry()
-    settings = load_settings()
-    engine = get_engine(database_url)
-    with engine.begin() as conn:
-        conn.execute(mem_tree_jobs.delete())
-    jobs = MemTreeJobs(engine)
-    app = create_app(settings)
-    publisher = CeleryPublisher(app, settings)
+    client = MemtasksClient.fresh(database_url, drain_batch)
     new = [NewJob(JobKind.EXTRACT_CHUNK, {"chunk_id": f"c{i}"}) for i in range(n)]
 
     def publish() -> None:
         for start in range(0, n, 1000):
-            ids = jobs.enqueue_many(new[start : start + 1000], published=True)
-            publisher.mem_tree([Followup(i, "extract_chunk") for i in ids if i])
-
-    def done() -> int:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(select(func.count()).where(mem_tree_jobs.c.status == "done")).scalar_one()
-            )
+            ids = client.jobs.enqueue_many(new[start : start + 1000], published=True)
+            client.publisher.mem_tree([Followup(i, "extract_chunk") for i in ids if i])
 
     if not end_to_end:
         publish()
-    with worker("memtasks.worker.app", environment, "critical,default,bulk,llm,maintenance"):
+    with worker("memtasks.worker.app", client.environment, "critical,default,bulk,llm,maintenance"):
         start = time.monotonic()
         if end_to_end:
             publish()
-        wait_until(lambda: done() >= n, 900, "memtasks drain")
+        wait_until(lambda: client.done() >= n, 900, "memtasks drain")
         elapsed = time.monotonic() - start
-    app.close()
+    client.app.close()
     return n / elapsed
 
 
@@ -363,43 +379,22 @@ def bench_enqueue(n: int) -> None:
 
 
 def bench_latency(n: int) -> None:
-    from memtasks.config import load_settings
     from memtasks.domain.jobs import JobKind, NewJob
     from memtasks.services.mem_tree import Followup
-    from memtasks.storage.engine import get_engine, reset_registry
-    from memtasks.storage.jobs_repo import MemTreeJobs
     from memtasks.storage.tables import mem_tree_jobs
-    from memtasks.worker.app import CeleryPublisher, create_app
 
-    flush_redis()
-    environment = env(drain_batch="0")
-    os.environ.update({k: v for k, v in environment.items() if k.startswith("MEMTASKS_")})
-    reset_registry()
-    settings = load_settings()
-    engine = get_engine(PG_BENCH)
-    with engine.begin() as conn:
-        conn.execute(mem_tree_jobs.delete())
-    jobs = MemTreeJobs(engine)
-    app = create_app(settings)
-    publisher = CeleryPublisher(app, settings)
-    with worker("memtasks.worker.app", environment, "critical,default,bulk,llm,maintenance"):
+    client = MemtasksClient.fresh()
+    with worker("memtasks.worker.app", client.environment, "critical,default,bulk,llm,maintenance"):
         time.sleep(3)  # the fleet is up and idle before the first job (a measured window, not a sync)
         for i in range(n):
-            job_id = jobs.enqueue(NewJob(JobKind.EXTRACT_CHUNK, {"chunk_id": f"l{i}"}), published=True)
+            new = NewJob(JobKind.EXTRACT_CHUNK, {"chunk_id": f"l{i}"})
+            job_id = client.jobs.enqueue(new, published=True)
             assert job_id is not None
-            publisher.mem_tree([Followup(job_id, "extract_chunk")])
+            client.publisher.mem_tree([Followup(job_id, "extract_chunk")])
             time.sleep(0.02)
-
-        def done() -> bool:
-            with engine.connect() as conn:
-                count = conn.execute(
-                    select(func.count()).where(mem_tree_jobs.c.status == "done")
-                ).scalar_one()
-            return int(count) >= n
-
-        wait_until(done, 120, "latency jobs done")
-    app.close()
-    with engine.connect() as conn:
+        wait_until(lambda: client.done() >= n, 120, "latency jobs done")
+    client.app.close()
+    with client.engine.connect() as conn:
         rows = conn.execute(
             select(
                 mem_tree_jobs.c.started_at_ms - mem_tree_jobs.c.created_at_ms,
