@@ -28,7 +28,7 @@ from memtasks.domain.gates import (
 )
 from memtasks.locks import LockLost, LockUnavailable, RedisLockGate, redis_client
 from memtasks.services.consolidation import Consolidator
-from memtasks.storage.consolidation_repo import INTERRUPTED, ConsolidationRepo
+from memtasks.storage.consolidation_repo import INTERRUPTED, Batch, ConsolidationRepo
 from memtasks.storage.facts_repo import Facts
 from memtasks.storage.memory_tables import conversations, facts, messages, outcomes
 from tests.helpers import wait_for
@@ -568,11 +568,11 @@ class FailingRepo(ConsolidationRepo):
         super().__init__(engine)
         self.calls = 0
 
-    def delete_prunable_messages(self, cutoff_ms: int, limit: int) -> int:
+    def delete_prunable_messages(self, cutoff_ms: int, limit: int, *, after_id: int = 0) -> Batch:
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError("disk full")
-        return super().delete_prunable_messages(cutoff_ms, limit)
+        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id)
 
 
 def test_a_failing_run_releases_the_lock_and_is_recorded(
@@ -612,11 +612,11 @@ class SlowRepo(ConsolidationRepo):
         self.until = until
         self.waited = False
 
-    def delete_prunable_messages(self, cutoff_ms: int, limit: int) -> int:
+    def delete_prunable_messages(self, cutoff_ms: int, limit: int, *, after_id: int = 0) -> Batch:
         if not self.waited:
             self.waited = True
             wait_for(self.until, timeout=15)
-        return super().delete_prunable_messages(cutoff_ms, limit)
+        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id)
 
 
 def test_a_renewed_lock_outlives_its_ttl_during_a_long_run(
