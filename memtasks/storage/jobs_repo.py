@@ -51,6 +51,7 @@ from memtasks.domain.jobs import (
     NewJob,
     decode_payload,
 )
+from memtasks.domain.wire import lookup_id
 from memtasks.storage.rows import chunks, new_token, reading, transaction, update_picked
 from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 
@@ -197,9 +198,13 @@ class MemTreeJobs:
                     row["dispatched_at_ms"] = now
         inserted: set[str] = set()
         with transaction(self.engine, conn) as c:
-            for part in chunks(rows):
-                stmt = _insert_ignoring_active_duplicates(c).values(list(part))
-                inserted.update(r[0] for r in c.execute(stmt.returning(t.c.id)))
+            if c.dialect.name == "postgresql":
+                for part in chunks(rows, UNNEST_CHUNK):
+                    columns = {name: [row[name] for row in part] for name in NEW_ROW_COLUMNS}
+                    inserted.update(r[0] for r in c.execute(_PG_INSERT_MANY, columns))
+            else:
+                stmt = _insert_ignoring_active_duplicates(c).returning(t.c.id)
+                inserted.update(r[0] for r in c.execute(stmt, rows))
         return [row["id"] if row["id"] in inserted else None for row in rows]
 
     def _new_row(self, job: NewJob, now: int) -> dict[str, Any]:
@@ -230,6 +235,9 @@ class MemTreeJobs:
         A row with an unknown kind or a malformed payload is failed as unrecoverable and
         the error naming it is raised.
         """
+        if lookup_id(job_id) is None:
+            log.warning("memtasks.queue: %.100r is not a job id; nothing to claim", job_id)
+            return None
         now = self.clock()
         stmt = (
             update(t)
@@ -673,6 +681,8 @@ class MemTreeJobs:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel one ready job. :class:`JobNotFound` when there is no such job."""
+        if lookup_id(job_id) is None:
+            raise JobNotFound(f"job {job_id!r:.80} not found")
         now = self.clock()
         with self.engine.begin() as c:
             changed = c.execute(
@@ -720,6 +730,8 @@ class MemTreeJobs:
     # ── reads ────────────────────────────────────────────────────────────────
 
     def get(self, job_id: str) -> Job | None:
+        if lookup_id(job_id) is None:
+            return None  # no row has such an id (not a string, NUL, lone surrogate)
         with reading(self.engine) as c:
             row = c.execute(select(t).where(t.c.id == job_id)).first()
         return Job.from_row(row) if row is not None else None
@@ -746,6 +758,40 @@ class MemTreeJobs:
 
 def _transient_failure() -> Any:
     return or_(t.c.failure_class.is_(None), t.c.failure_class != FailureClass.UNRECOVERABLE.value)
+
+
+NEW_ROW_COLUMNS = (
+    "id",
+    "kind",
+    "priority",
+    "payload_json",
+    "dedupe_key",
+    "status",
+    "attempts",
+    "max_attempts",
+    "available_at_ms",
+    "created_at_ms",
+    "dispatched_at_ms",
+)
+"""The columns :meth:`MemTreeJobs._new_row` fills, in the order of :data:`_PG_INSERT_MANY`."""
+
+UNNEST_CHUNK = 10_000
+"""Rows per PostgreSQL batch insert: one statement with one array parameter per column."""
+
+# One statement and one plan for any number of rows: each column travels as a single
+# array parameter and ``unnest`` zips them back into rows. A multi-row VALUES list costs
+# SQLAlchemy a fresh compilation with a bind parameter per value, every call.
+_PG_INSERT_MANY = text(
+    "INSERT INTO mem_tree_jobs (id, kind, priority, payload_json, dedupe_key, status, attempts,"
+    " max_attempts, available_at_ms, created_at_ms, dispatched_at_ms)"
+    " SELECT * FROM unnest(CAST(:id AS varchar[]), CAST(:kind AS varchar[]),"
+    " CAST(:priority AS smallint[]), CAST(:payload_json AS text[]), CAST(:dedupe_key AS varchar[]),"
+    " CAST(:status AS varchar[]), CAST(:attempts AS integer[]), CAST(:max_attempts AS integer[]),"
+    " CAST(:available_at_ms AS bigint[]), CAST(:created_at_ms AS bigint[]),"
+    " CAST(:dispatched_at_ms AS bigint[]))"
+    " ON CONFLICT (dedupe_key) WHERE status IN ('ready', 'running') DO NOTHING"
+    " RETURNING id"
+)
 
 
 def _insert_ignoring_active_duplicates(c: Connection) -> Any:

@@ -11,8 +11,14 @@ from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, FrozenClock
 from memtasks.domain.errors import JobNotFound, MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import FailureClass, JobKind, JobStatus, Lease, NewJob
-from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
-from memtasks.storage.tables import mem_tree_jobs
+from memtasks.storage.jobs_repo import (
+    _PG_INSERT_MANY,
+    NEW_ROW_COLUMNS,
+    UNNEST_CHUNK,
+    MemTreeJobs,
+    QueueConfig,
+)
+from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 from tests.helpers import all_at_once
 
 pytestmark = pytest.mark.integration
@@ -166,6 +172,60 @@ def test_enqueue_many_dedupes_within_and_across_batches(jobs: MemTreeJobs) -> No
     assert ids[1] is not None and ids[2] is None
     assert ids[3] is not None and ids[4] is not None
     assert jobs.count_total() == 4
+
+
+def test_enqueue_many_writes_what_enqueue_writes_across_insert_chunks(
+    jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    """More rows than one batch statement carries; every column as a single enqueue sets it."""
+    kinds = list(JobKind)
+    new = [
+        NewJob(
+            kinds[i % len(kinds)],
+            {"n": i, "text": 'it\'s "quoted" — ünïcode'},
+            dedupe_key=None if i % 3 else f"key:{i % 900}",
+            max_attempts=None if i % 2 else 7,
+            available_at_ms=None if i % 5 else clock() + i,
+        )
+        for i in range(UNNEST_CHUNK + 2_500)
+    ]
+    ids = jobs.enqueue_many(new, published=True)
+    keyed = [i for i in range(len(new)) if i % 3 == 0]
+    assert sum(i is not None for i in ids) == len(new) - len(keyed) + len({i % 900 for i in keyed})
+    with jobs.engine.connect() as conn:
+        stored = {r.id: r for r in conn.execute(select(mem_tree_jobs))}
+    assert len(stored) == sum(i is not None for i in ids)
+    reference = MemTreeJobs(jobs.engine, clock=clock)
+    for made, job_id in zip(new, ids, strict=True):
+        if job_id is None:
+            continue
+        row = stored[job_id]
+        expected = reference._new_row(made, clock())
+        due = expected["available_at_ms"] <= clock()
+        assert (row.kind, row.priority, row.payload_json, row.dedupe_key, row.status) == (
+            expected["kind"],
+            expected["priority"],
+            expected["payload_json"],
+            expected["dedupe_key"],
+            "ready",
+        )
+        assert (row.attempts, row.max_attempts, row.available_at_ms, row.created_at_ms) == (
+            0,
+            expected["max_attempts"],
+            expected["available_at_ms"],
+            clock(),
+        )
+        assert row.dispatched_at_ms == (clock() if due else None)
+
+
+def test_the_postgresql_batch_insert_names_every_new_row_column_and_the_dedupe_predicate() -> None:
+    sql = _PG_INSERT_MANY.text
+    assert ACTIVE_WHERE in sql, "ON CONFLICT must infer the partial unique dedupe index"
+    for name in NEW_ROW_COLUMNS:
+        assert f":{name} " in sql
+    probe = MemTreeJobs.__new__(MemTreeJobs)
+    probe.config = QueueConfig()
+    assert tuple(probe._new_row(NewJob(JobKind.SEAL, {}), 0)) == NEW_ROW_COLUMNS
 
 
 def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:
