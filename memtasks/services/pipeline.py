@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib
 import logging
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import redis
@@ -26,9 +26,11 @@ from memtasks.domain.jobs import JobKind, JobStatus, Lease, NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import flush_stale_job, validate_payload
+from memtasks.domain.wire import check_delay_s, check_source_ids, parse_kinds
 from memtasks.locks import RedisLockGate, RedisSemaphore, redis_client
 from memtasks.services.consolidation import DEFAULT_LOCK_NAME, Consolidator
 from memtasks.services.decay_runner import DecayRunner
+from memtasks.services.lease_keeper import LeaseKeeper
 from memtasks.services.mem_tree import Followup, HandlerRegistry, MemTreeRunner
 from memtasks.services.retrieval_failures import DatabaseSink, purge_retrieval_failures
 from memtasks.services.runtime import Runtime, consolidation_config, tree_config
@@ -88,8 +90,7 @@ class Pipeline:
     models: TextModels = field(default_factory=TextModels)
     _runner: MemTreeRunner | None = None
     _lock_client: redis.Redis | None = None
-    _held: dict[str, Lease] = field(default_factory=dict)
-    _held_guard: threading.Lock = field(default_factory=threading.Lock)
+    _leases: LeaseKeeper | None = None
 
     @classmethod
     def from_settings(cls, runtime: Runtime, publisher: Publisher) -> Pipeline:
@@ -165,19 +166,14 @@ class Pipeline:
     def drain(self, kinds: Sequence[str], limit: int) -> dict[str, Any]:
         """Claim up to ``limit`` due jobs of ``kinds`` (SKIP LOCKED), run them in one
         transaction, settle them together, publish their follow-ups."""
-        job_kinds = [JobKind.parse(str(kind)) for kind in kinds]
+        job_kinds = parse_kinds(kinds)
         jobs = self.runtime.jobs.claim_batch(limit, kinds=job_kinds)
         if not jobs:
             return {"claimed": 0}
-        leases = {job.id: job.lease for job in jobs}
-        with self._held_guard:
-            self._held.update(leases)
-        try:
+        with ExitStack() as held:
+            for job in jobs:
+                held.enter_context(self.leases.holding(job.lease))
             results = self.runner.run_batch(jobs)
-        finally:
-            with self._held_guard:
-                for job_id in leases:
-                    self._held.pop(job_id, None)
         followups = [f for result in results for f in result.followups]
         if followups:
             self._publish(followups)
@@ -206,40 +202,24 @@ class Pipeline:
             ttl_s=self.settings.llm_permit_ttl_s,
         )
 
-    @contextmanager
-    def _holding(self, lease: Lease, permits: RedisSemaphore | None, token: str | None) -> Iterator[None]:
-        """Heartbeat the lease (and the permit) while the job runs; remember it for release."""
-        stop = threading.Event()
-        interval = max(0.05, self.settings.lease_s / 3)
+    @property
+    def leases(self) -> LeaseKeeper:
+        """The heartbeat of every lease this process holds (one thread, started on first use)."""
+        if self._leases is None:
+            jobs = self.runtime.jobs
+            self._leases = LeaseKeeper(jobs.heartbeat, max(0.05, self.settings.lease_s / 3))
+        return self._leases
 
-        def beat() -> None:
-            while not stop.wait(interval):
-                try:
-                    if not self.runtime.jobs.heartbeat(lease):
-                        log.warning("memtasks.pipeline: job %s lost its lease while running", lease.job_id)
-                        return
-                    if permits is not None and token is not None:
-                        permits.renew(token)
-                except Exception as exc:  # the next beat tries again; the lease has slack
-                    log.warning("memtasks.pipeline: heartbeat of %s failed: %s", lease.job_id, exc)
-
-        thread = threading.Thread(target=beat, name=f"memtasks-heartbeat:{lease.job_id}", daemon=True)
-        with self._held_guard:
-            self._held[lease.job_id] = lease
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-            with self._held_guard:
-                self._held.pop(lease.job_id, None)
+    def _holding(
+        self, lease: Lease, permits: RedisSemaphore | None, token: str | None
+    ) -> AbstractContextManager[None]:
+        """Heartbeat the lease (and renew the permit) while the job runs."""
+        renew = None if permits is None or token is None else partial(permits.renew, token)
+        return self.leases.holding(lease, renew)
 
     def release_held(self) -> int:
         """Graceful shutdown: hand back the leases of jobs still running here (attempt refunded)."""
-        with self._held_guard:
-            leases = list(self._held.values())
-            self._held.clear()
+        leases = self.leases.take_all()
         if not leases:
             return 0
         released = self.runtime.jobs.release(leases)
@@ -259,10 +239,7 @@ class Pipeline:
         if not isinstance(payload, Mapping):
             raise ValidationError(f"payload must be a JSON object, got {type(payload).__name__}")
         validate_payload(job_kind, payload)
-        if delay_s is not None and (
-            isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or delay_s < 0
-        ):
-            raise ValidationError(f"delay_s must be a number of seconds ≥ 0, got {delay_s!r}")
+        delay_s = check_delay_s(delay_s)
         available = None if not delay_s else self.now() + int(delay_s * SECOND_MS)
         job = NewJob(job_kind, payload, dedupe_key, available, max_attempts)
         job_id = self.runtime.jobs.enqueue(job, published=True)
@@ -312,9 +289,10 @@ class Pipeline:
         delay_s: float | None = None,
     ) -> dict[str, Any]:
         try:
-            spec = DecaySpec(DecayKind(kind), tuple(source_ids), SummaryMethod(method))
+            spec = DecaySpec(DecayKind(kind), check_source_ids(source_ids), SummaryMethod(method))
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        delay_s = check_delay_s(delay_s)
         scheduled = None if not delay_s else self.now() + int(delay_s * SECOND_MS)
         publish = scheduled is None and spec.method is not SummaryMethod.LLM_SUMMARY
         job_id = self.runtime.decay.enqueue(

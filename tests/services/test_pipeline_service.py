@@ -14,6 +14,7 @@ from memtasks.domain.tree import seal_job
 from memtasks.services.mem_tree import Followup
 from memtasks.services.pipeline import Pipeline
 from memtasks.services.runtime import open_runtime
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,11 +80,32 @@ def test_release_held_refunds_the_attempt(pipeline: Pipeline) -> None:
     job_id = jobs.enqueue(seal_job("a", 0))
     job = jobs.claim(str(job_id))
     assert job is not None and job.attempts == 1
-    with pipeline._holding(job.lease, None, None):
+    with pipeline.leases.holding(job.lease):
         assert pipeline.release_held() == 1
     row = jobs.get(job.id)
     assert row is not None and (row.status, row.attempts) == (JobStatus.READY, 0)
     assert pipeline.release_held() == 0
+
+
+def test_a_held_lease_is_extended_while_the_job_runs(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lease keeper's thread extends a real lease on a real clock: it outlives ``lease_s``."""
+    monkeypatch.setenv("MEMTASKS_DATABASE_URL", db_url)
+    monkeypatch.setenv("MEMTASKS_LEASE_S", "0.6")
+    pipeline = Pipeline(open_runtime(load_settings()), Recorder())
+    jobs = pipeline.runtime.jobs
+    job = jobs.claim(str(jobs.enqueue(seal_job("a", 0))))
+    assert job is not None
+    first = job.locked_until_ms
+    assert first is not None
+    with pipeline.leases.holding(job.lease):
+
+        def extended_twice() -> bool:
+            row = jobs.get(job.id)
+            return row is not None and row.locked_until_ms is not None and row.locked_until_ms > first + 300
+
+        wait_for(extended_twice, timeout=10)
+        assert jobs.recover_expired().requeued == [], "a beaten lease has not expired"
+    assert pipeline.leases.held() == []
 
 
 def test_remote_enqueue_validates_dedupes_and_publishes(pipeline: Pipeline) -> None:

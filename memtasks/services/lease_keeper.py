@@ -1,0 +1,131 @@
+"""One heartbeat thread per worker process for every lease the process holds.
+
+A job's lease must be extended while its handler runs (and its LLM permit renewed with
+it), or another worker takes the job over. Starting a thread per job cost more than a
+no-op job itself; the keeper runs one daemon thread that wakes when the earliest held
+lease is due a beat. It also knows every lease the process holds, so a graceful shutdown
+can hand them back (:meth:`LeaseKeeper.take_all`).
+
+A beat that finds its lease gone (taken over after the process stalled) drops it and
+logs; a beat that fails (database unreachable) is retried at the next interval — the
+lease has two more intervals of slack.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from memtasks.domain.jobs import Lease
+
+log = logging.getLogger(__name__)
+
+Beat = Callable[[Lease], bool]
+"""Extend a lease; False when it no longer holds."""
+
+Renew = Callable[[], object]
+"""Something else to keep alive with the lease (an LLM permit)."""
+
+
+@dataclass(slots=True)
+class _Held:
+    lease: Lease
+    due: float
+    renew: Renew | None
+
+
+class LeaseKeeper:
+    """Heartbeats every held lease each ``interval_s`` from one thread, started on first use."""
+
+    def __init__(self, beat: Beat, interval_s: float) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"heartbeat interval must be positive, got {interval_s!r}")
+        self.beat = beat
+        self.interval_s = interval_s
+        self._held: dict[str, _Held] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    @contextmanager
+    def holding(self, lease: Lease, renew: Renew | None = None) -> Iterator[None]:
+        """Keep ``lease`` (and ``renew``) alive for the duration of the block."""
+        self.hold(lease, renew)
+        try:
+            yield
+        finally:
+            self.drop(lease)
+
+    def hold(self, lease: Lease, renew: Renew | None = None) -> None:
+        with self._cond:
+            self._held[lease.job_id] = _Held(lease, time.monotonic() + self.interval_s, renew)
+            self._start_thread()
+            self._cond.notify()
+
+    def drop(self, lease: Lease) -> None:
+        """Stop beating ``lease`` (a newer lease of the same job stays)."""
+        with self._cond:
+            held = self._held.get(lease.job_id)
+            if held is not None and held.lease == lease:
+                del self._held[lease.job_id]
+
+    def held(self) -> list[Lease]:
+        with self._cond:
+            return [h.lease for h in self._held.values()]
+
+    def take_all(self) -> list[Lease]:
+        """Forget every held lease and return them (to release them at shutdown)."""
+        with self._cond:
+            leases = [h.lease for h in self._held.values()]
+            self._held.clear()
+            return leases
+
+    def _start_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive() and self._pid == os.getpid():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="memtasks-lease-keeper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while True:
+            with self._cond:
+                due = self._wait_for_due(pid)
+            if due is None:
+                return
+            for held in due:
+                self._beat(held)
+
+    def _wait_for_due(self, pid: int) -> list[_Held] | None:
+        """Under the lock: the leases due a beat now, rescheduled; None in a forked copy."""
+        while self._pid == pid:
+            now = time.monotonic()
+            due = [h for h in self._held.values() if h.due <= now]
+            if due:
+                for held in due:
+                    held.due = now + self.interval_s
+                return due
+            earliest = min((h.due for h in self._held.values()), default=None)
+            self._cond.wait(None if earliest is None else earliest - now)
+        return None
+
+    def _beat(self, held: _Held) -> None:
+        job_id = held.lease.job_id
+        try:
+            if not self.beat(held.lease):
+                log.warning("memtasks.leases: job %s lost its lease while running", job_id)
+                self.drop(held.lease)
+                return
+            if held.renew is not None:
+                held.renew()
+        except Exception as exc:  # the next beat tries again; the lease has slack
+            log.warning("memtasks.leases: heartbeat of %s failed: %s", job_id, exc)
+
+
+__all__ = ["LeaseKeeper"]

@@ -1,0 +1,78 @@
+"""The lease keeper: one thread beats every held lease, drops lost ones, hands them back."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+
+from memtasks.domain.jobs import Lease
+from memtasks.services.lease_keeper import LeaseKeeper
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.unit
+
+
+class Beats:
+    def __init__(self, lost: frozenset[str] = frozenset(), failing: frozenset[str] = frozenset()) -> None:
+        self.count: Counter[str] = Counter()
+        self.threads: set[str] = set()
+        self.lost = lost
+        self.failing = failing
+        self.guard = threading.Lock()
+
+    def __call__(self, lease: Lease) -> bool:
+        with self.guard:
+            self.count[lease.job_id] += 1
+            self.threads.add(threading.current_thread().name)
+        if lease.job_id in self.failing:
+            raise ConnectionError("database unreachable")
+        return lease.job_id not in self.lost
+
+
+def lease(job_id: str, token: str = "t") -> Lease:
+    return Lease(job_id=job_id, token=token)
+
+
+def test_every_held_lease_is_beaten_from_one_thread() -> None:
+    beats = Beats()
+    keeper = LeaseKeeper(beats, interval_s=0.02)
+    renewed: list[str] = []
+    with keeper.holding(lease("a")), keeper.holding(lease("b"), renew=lambda: renewed.append("b")):
+        wait_for(lambda: beats.count["a"] >= 3 and beats.count["b"] >= 3, timeout=10)
+    assert beats.threads == {"memtasks-lease-keeper"}
+    assert len(renewed) >= 3, "the permit is renewed with its lease"
+    assert keeper.held() == []
+    after = dict(beats.count)
+    with keeper.holding(lease("c")):
+        wait_for(lambda: beats.count["c"] >= 2, timeout=10)
+    assert {k: beats.count[k] for k in after} == after, "a dropped lease is never beaten again"
+    assert beats.threads == {"memtasks-lease-keeper"}, "the thread is reused"
+
+
+def test_a_lost_lease_is_dropped_and_a_failing_beat_is_retried() -> None:
+    beats = Beats(lost=frozenset({"gone"}), failing=frozenset({"flaky"}))
+    keeper = LeaseKeeper(beats, interval_s=0.02)
+    keeper.hold(lease("gone"))
+    keeper.hold(lease("flaky"))
+    wait_for(lambda: beats.count["flaky"] >= 3, timeout=10)
+    assert [held.job_id for held in keeper.held()] == ["flaky"]
+    assert beats.count["gone"] == 1
+    keeper.take_all()
+
+
+def test_take_all_hands_back_every_lease_and_a_newer_lease_survives_an_old_drop() -> None:
+    keeper = LeaseKeeper(Beats(), interval_s=60)
+    old, new = lease("a", "old"), lease("a", "new")
+    keeper.hold(old)
+    keeper.hold(new)
+    keeper.drop(old)
+    keeper.hold(lease("b"))
+    assert sorted(keeper.take_all(), key=lambda x: x.job_id) == [new, lease("b")]
+    assert keeper.held() == []
+
+
+def test_a_non_positive_interval_is_refused() -> None:
+    with pytest.raises(ValueError, match="interval"):
+        LeaseKeeper(Beats(), interval_s=0)
