@@ -3,7 +3,8 @@
     python -m bench.run [--quick] [--only NAME ...]
 
 Writes ``bench/results/latest.json`` (a list of figures: name, value, unit, baseline,
-ratio, target, met), a timestamped copy, ``latest.md`` and ``latest.png``.
+ratio, target, met), a timestamped copy, ``latest.md`` and ``latest.png``. A run with
+``--only`` saves ``partial-<time>.json`` and leaves ``latest.*`` as they were.
 """
 
 from __future__ import annotations
@@ -531,15 +532,18 @@ def bench_sqlite(n: int, tmp: Path) -> None:
 # ── output ───────────────────────────────────────────────────────────────────
 
 
-def save(quick: bool) -> None:
+def save(quick: bool, partial: bool = False) -> None:
+    """Save the run; a partial run (``--only``) is kept apart and leaves ``latest.*`` alone."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = [asdict(f) for f in FIGURES]
     stamp = datetime.now(tz=UTC).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"quick": quick, "at": stamp, "cpus": os.cpu_count()}
-    (RESULTS / "latest.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
-    (RESULTS / f"{stamp}.json").write_text(
+    meta = {"quick": quick, "partial": partial, "at": stamp, "cpus": os.cpu_count()}
+    (RESULTS / f"{'partial-' if partial else ''}{stamp}.json").write_text(
         json.dumps({"meta": meta, "figures": rows}, indent=2, ensure_ascii=False)
     )
+    if partial:
+        return
+    (RESULTS / "latest.json").write_text(json.dumps(rows, indent=2, ensure_ascii=False))
     lines = [
         f"Run {stamp} ({'quick' if quick else 'full'}, {os.cpu_count()} CPUs)",
         "",
@@ -607,8 +611,10 @@ def main() -> None:
         bench_consolidation(100_000 if quick else 1_000_000)
     if "logger" in only:
         bench_logger(20_000 if quick else 100_000)
-    save(quick)
-    print((RESULTS / "latest.md").read_text())
+    save(quick, partial=args.only is not None)
+    for f in FIGURES:
+        met = "" if f.met is None else (" (met)" if f.met else " (MISSED)")
+        print(f"{f.name}: {f.value:,.2f} {f.unit}" + (f" ratio {f.ratio}" if f.ratio is not None else "") + met)
 
 
 if __name__ == "__main__":
