@@ -52,7 +52,7 @@ from memtasks.domain.jobs import (
     decode_payload,
 )
 from memtasks.domain.wire import lookup_id
-from memtasks.storage.rows import chunks, new_token, reading, transaction, update_picked
+from memtasks.storage.rows import chunks, new_token, one_statement, reading, transaction, update_picked
 from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 
 log = logging.getLogger(__name__)
@@ -249,7 +249,7 @@ class MemTreeJobs:
                 t.c.kind.not_in(sorted(RETIRED_KINDS)),
             )
         )
-        with self.engine.begin() as c:
+        with one_statement(self.engine) as c:
             row = c.execute(stmt.returning(*t.c)).first()
         if row is None:
             return None
@@ -339,7 +339,7 @@ class MemTreeJobs:
         now = self.clock()
         extend = self.config.lease_ms if extend_ms is None else extend_ms
         stmt = update(t).where(_fence(lease)).values(locked_until_ms=now + extend, heartbeat_at_ms=now)
-        with self.engine.begin() as c:
+        with one_statement(self.engine) as c:
             return c.execute(stmt).rowcount == 1
 
     # ── settle ───────────────────────────────────────────────────────────────

@@ -29,6 +29,23 @@ def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]
         yield own
 
 
+@contextmanager
+def one_statement(engine: Engine) -> Iterator[Connection]:
+    """A connection for a single self-contained statement (a claim, a heartbeat, a settle).
+
+    On PostgreSQL it runs in autocommit: the statement is its own transaction, one round
+    trip instead of three (BEGIN, the statement, COMMIT). On SQLite it is an ordinary
+    transaction, which begins IMMEDIATE like every SQLite write here.
+    """
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+        return
+    with engine.begin() as own:
+        yield own
+
+
 READ_ONLY = "memtasks_read_only"
 
 
