@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from memtasks.domain.errors import ValidationError
+from memtasks.domain.text import unstorable
 
 SCHEMA_VERSION = 1
 PURPOSE_LLM_SUMMARY = "decay.llm_summary"
@@ -109,9 +110,16 @@ def parse_attestation(document: bytes | str | None) -> Attestation:
     ``expires_at_ms <= issued_at_ms`` → ``decay.attestation.malformed``; another schema
     version → ``decay.attestation.schema_version``.
     """
-    if document is None or not document.strip():
+    if document is None:
         raise AttestationError("an LLM summary runs only with an operator attestation", code=CODE_REQUIRED)
-    raw = document.encode("utf-8") if isinstance(document, str) else document
+    if not isinstance(document, str | bytes | bytearray):
+        raise _malformed(f"document must be text or bytes, not {type(document).__name__}")
+    if not document.strip():
+        raise AttestationError("an LLM summary runs only with an operator attestation", code=CODE_REQUIRED)
+    try:
+        raw = document.encode("utf-8") if isinstance(document, str) else bytes(document)
+    except UnicodeEncodeError:
+        raise _malformed("document is not UTF-8") from None
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise _malformed(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
     try:
@@ -144,6 +152,9 @@ def parse_attestation(document: bytes | str | None) -> Attestation:
         value = parsed[name]
         if not isinstance(value, str) or not value.strip() or len(value) > MAX_FIELD_CHARS:
             raise _malformed(f"{name} must be a non-empty string of at most {MAX_FIELD_CHARS} characters")
+        problem = unstorable(value)
+        if problem is not None:  # a lone surrogate has no canonical (UTF-8) bytes to sign
+            raise _malformed(f"{name} {problem}")
     if parsed["expires_at_ms"] <= parsed["issued_at_ms"]:
         raise _malformed("expires_at_ms must be after issued_at_ms")
     claims = AttestationClaims(**{k: v for k, v in parsed.items() if k != "signature"})
@@ -215,4 +226,7 @@ def _decode_signature(value: object) -> bytes:
         raise _malformed("signature is not valid base64") from None
     if len(signature) != SIGNATURE_BYTES:
         raise _malformed(f"signature must be {SIGNATURE_BYTES} bytes, not {len(signature)}")
+    if base64.b64encode(signature).decode("ascii") != value:
+        # Unused padding bits set: another text for the same bytes. One document, one form.
+        raise _malformed("signature is not canonical base64")
     return signature

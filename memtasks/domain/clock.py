@@ -45,3 +45,7 @@ class FrozenClock:
 
     def advance(self, ms: int) -> None:
         self.now_ms += ms
+
+
+MAX_TIMESTAMP_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z: the latest instant a job may be scheduled for."""

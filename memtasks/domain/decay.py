@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from memtasks.domain.errors import IllegalTransition, ValidationError
+from memtasks.domain.text import shorten, unstorable
 
 
 class DecayKind(StrEnum):
@@ -62,6 +63,28 @@ CODE_RUNNER_FAILURE = "decay.runner.failure"
 CODE_LEASE_EXHAUSTED = "decay.runner.lease_expired"
 CODE_CANCELLED = "decay.job.cancelled"
 
+MAX_SOURCE_ID_CHARS = 64
+"""A source id names a memory, an episode or a principle (64-character id columns)."""
+MAX_SOURCE_IDS = 1_000
+MAX_CREATED_BY_CHARS = 128
+
+
+def check_created_by(value: object) -> str:
+    """Who asked for a decay job: a non-blank string a 128-character column can hold."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            f"created_by must name who asked for the job, got {shorten(value)}", code=CODE_MALFORMED
+        )
+    if len(value) > MAX_CREATED_BY_CHARS:
+        raise ValidationError(
+            f"created_by is longer than {MAX_CREATED_BY_CHARS} characters", code=CODE_MALFORMED
+        )
+    problem = unstorable(value)
+    if problem is not None:
+        raise ValidationError(f"created_by {problem}", code=CODE_MALFORMED)
+    return value
+
+
 SOURCE_PREFIX: Mapping[DecayKind, str] = {
     DecayKind.CANDIDATE_COMPRESSION: "mem_",
     DecayKind.EPISODE_COMPRESSION: "ep_",
@@ -92,12 +115,29 @@ class DecaySpec:
             object.__setattr__(self, "method", SummaryMethod(self.method))
         except ValueError as exc:
             raise ValidationError(str(exc), code=CODE_MALFORMED) from None
+        if isinstance(self.source_ids, str | bytes) or not isinstance(self.source_ids, Sequence):
+            raise ValidationError(
+                f"source ids must be a list of ids, got {shorten(self.source_ids)}", code=CODE_MALFORMED
+            )
         ids = tuple(self.source_ids)
         object.__setattr__(self, "source_ids", ids)
         if not ids:
             raise ValidationError("a decay job needs at least one source id", code=CODE_SOURCE_MISSING)
+        if len(ids) > MAX_SOURCE_IDS:
+            raise ValidationError(
+                f"a decay job takes at most {MAX_SOURCE_IDS} source ids", code=CODE_MALFORMED
+            )
         if any(not isinstance(i, str) or not i for i in ids):
             raise ValidationError("source ids must be non-empty strings", code=CODE_MALFORMED)
+        for source_id in ids:
+            problem = unstorable(source_id)
+            if problem is not None:
+                raise ValidationError(f"source id {shorten(source_id)} {problem}", code=CODE_MALFORMED)
+            if len(source_id) > MAX_SOURCE_ID_CHARS:
+                raise ValidationError(
+                    f"source id {shorten(source_id)} is longer than {MAX_SOURCE_ID_CHARS} characters",
+                    code=CODE_MALFORMED,
+                )
         if self.kind is DecayKind.EXPIRED_PRINCIPLE_REVIEW:
             if len(ids) != 1:
                 raise ValidationError(

@@ -30,7 +30,9 @@ class UnknownJobKind(ValidationError):
     """Unknown job kind."""
 
     def __init__(self, kind: str) -> None:
-        super().__init__(f"unknown job kind {kind!r}", code="job.kind.unknown")
+        # A kind longer than any real one is cut in the message (it may be megabytes).
+        shown = repr(kind) if len(kind) <= 80 else repr(kind[:80]) + "…"
+        super().__init__(f"unknown job kind {shown}", code="job.kind.unknown")
         self.kind = kind
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from memtasks.domain.clock import MAX_TIMESTAMP_MS
 from memtasks.domain.errors import IllegalTransition, MalformedPayload, UnknownJobKind
+from memtasks.domain.text import unstorable
 
 
 class JobKind(StrEnum):
@@ -113,15 +116,81 @@ REASON_MALFORMED = "malformed_payload"
 REASON_ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 
 MAX_PAYLOAD_BYTES = 1_000_000
+MAX_PAYLOAD_DEPTH = 64
+"""Objects and arrays nested deeper than this are refused (the top object is depth 1)."""
 MAX_DEDUPE_KEY_CHARS = 512
 
 
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _render(path: tuple[str | int, ...]) -> str:
+    return "payload" + "".join(f"[{step!r:.80}]" if isinstance(step, str) else f"[{step}]" for step in path)
+
+
+def _check_json_tree(payload: Mapping[str, Any]) -> None:
+    """Walk ``payload`` without recursion; :class:`MalformedPayload` naming the first value
+    that is no JSON (wrong type, non-string key, NaN/infinity, lone surrogate), nests deeper
+    than :data:`MAX_PAYLOAD_DEPTH`, or once the text would exceed :data:`MAX_PAYLOAD_BYTES`."""
+    stack: list[tuple[tuple[str | int, ...], object]] = [((), payload)]
+    size = 0  # a lower bound of the encoded size: every value and character takes a byte
+    while stack:
+        path, value = stack.pop()
+        size += 1
+        if isinstance(value, str):
+            size += len(value)
+            if _has_lone_surrogate(value):
+                raise MalformedPayload(f"{_render(path)} contains a lone surrogate (not valid UTF-8)")
+        elif value is None or isinstance(value, bool | int):
+            pass
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise MalformedPayload(f"not JSON-serialisable: {_render(path)} is {value!r}")
+        elif isinstance(value, Mapping | list | tuple):
+            if len(path) + 1 > MAX_PAYLOAD_DEPTH:
+                raise MalformedPayload(
+                    f"not JSON-serialisable: {_render(path[:8])}… is nested deeper than "
+                    f"{MAX_PAYLOAD_DEPTH} levels"
+                )
+            if size + len(value) > MAX_PAYLOAD_BYTES:  # each item takes at least a byte
+                raise MalformedPayload(f"larger than {MAX_PAYLOAD_BYTES} bytes")
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    if not isinstance(key, str):
+                        raise MalformedPayload(
+                            f"not JSON-serialisable: {_render(path)} has a non-string key {key!r:.80}"
+                        )
+                    if _has_lone_surrogate(key):
+                        raise MalformedPayload(
+                            f"{_render(path)} has a key with a lone surrogate (not valid UTF-8)"
+                        )
+                    size += len(key)
+                    stack.append(((*path, key), item))
+            else:
+                stack.extend(((*path, i), item) for i, item in enumerate(value))
+        else:
+            raise MalformedPayload(f"not JSON-serialisable: {_render(path)} is a {type(value).__name__}")
+        if size > MAX_PAYLOAD_BYTES:
+            raise MalformedPayload(f"larger than {MAX_PAYLOAD_BYTES} bytes")
+
+
 def encode_payload(payload: Mapping[str, Any]) -> str:
-    """Canonical JSON text for a payload; :class:`MalformedPayload` when it cannot be."""
+    """Canonical JSON text for a payload; :class:`MalformedPayload` when it cannot be.
+
+    Free-form values may hold any JSON text (a NUL character is stored escaped as
+    ``\\u0000``); lone surrogates, NaN/infinity, non-string keys, nesting deeper than
+    :data:`MAX_PAYLOAD_DEPTH` and text over :data:`MAX_PAYLOAD_BYTES` are refused.
+    """
     if not isinstance(payload, Mapping):
         raise MalformedPayload(f"expected a JSON object, got {type(payload).__name__}")
     if any(not isinstance(key, str) for key in payload):
         raise MalformedPayload("object keys must be strings")
+    _check_json_tree(payload)
     try:
         text = json.dumps(
             dict(payload), sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False
@@ -162,8 +231,9 @@ def check_dedupe_key(key: str | None) -> str | None:
         raise MalformedPayload("dedupe_key must be a non-empty string or null")
     if len(key) > MAX_DEDUPE_KEY_CHARS:
         raise MalformedPayload(f"dedupe_key longer than {MAX_DEDUPE_KEY_CHARS} characters")
-    if "\x00" in key:
-        raise MalformedPayload("dedupe_key contains a NUL character")
+    problem = unstorable(key)
+    if problem is not None:
+        raise MalformedPayload(f"dedupe_key {problem}")
     return key
 
 
@@ -188,6 +258,11 @@ class NewJob:
             isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100
         ):
             raise MalformedPayload("max_attempts must be a whole number between 1 and 100")
+        at = self.available_at_ms
+        if at is not None and (
+            isinstance(at, bool) or not isinstance(at, int) or not 0 <= at <= MAX_TIMESTAMP_MS
+        ):
+            raise MalformedPayload(f"available_at_ms must be Unix milliseconds from 0 to {MAX_TIMESTAMP_MS}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from memtasks.domain.clock import DAY_MS
+from memtasks.domain.clock import DAY_MS, MAX_TIMESTAMP_MS
 from memtasks.domain.errors import ValidationError
 
 QUERY_TEXT_MAX_CHARS = 512
@@ -115,7 +115,7 @@ class RetrievalFailure:
         for field in ("query_len", "turn_index", "result_count", "latency_ms"):
             _count(field, getattr(self, field))
         if self.created_at_ms is not None:
-            _integer("created_at_ms", self.created_at_ms, upper=None)
+            _integer("created_at_ms", self.created_at_ms, upper=MAX_TIMESTAMP_MS)
         for field in ("top_score", "confidence_threshold"):
             _set(self, field, _score(field, getattr(self, field)))
         if not isinstance(self.query_text, str):
@@ -239,14 +239,18 @@ def _score(field: str, value: object) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _invalid(f"{field} must be a number or None, got {value!r}")
-    if not math.isfinite(value):
+        raise _invalid(f"{field} must be a number or None, got {value!r:.80}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise _invalid(f"{field} must be finite, got an integer beyond the float range") from None
+    if not math.isfinite(number):
         raise _invalid(f"{field} must be finite, got {value!r}")
-    return float(value)
+    return number
 
 
 def _edge_types(value: object) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
         raise _invalid(f"edge_types must be a list of strings, got {value!r}")
     items = tuple(value)
     for item in items:

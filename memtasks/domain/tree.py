@@ -17,6 +17,7 @@ from memtasks.domain import dedupe
 from memtasks.domain.clock import MINUTE_MS
 from memtasks.domain.errors import MalformedPayload
 from memtasks.domain.jobs import JobKind, NewJob
+from memtasks.domain.text import unstorable
 
 MAX_ID_CHARS = 64
 MAX_SOURCE_CHARS = 128
@@ -65,6 +66,9 @@ def _text(payload: Mapping[str, Any], name: str, limit: int, *, required: bool =
         raise MalformedPayload(f"{name!r} must be a non-empty string")
     if len(value) > limit:
         raise MalformedPayload(f"{name!r} is longer than {limit} characters")
+    problem = unstorable(value)
+    if problem is not None:
+        raise MalformedPayload(f"{name!r} {problem}")
     return value
 
 
@@ -174,9 +178,13 @@ PAYLOAD_TYPES: Mapping[JobKind, Any] = {
 }
 
 
-def validate_payload(kind: JobKind, payload: Mapping[str, Any]) -> None:
-    """Raise :class:`MalformedPayload` naming the field when ``payload`` does not fit ``kind``."""
-    PAYLOAD_TYPES[kind].parse(payload)
+def validate_payload(kind: JobKind | str, payload: Mapping[str, Any]) -> None:
+    """Raise :class:`MalformedPayload` naming the field when ``payload`` does not fit ``kind``
+    (:class:`~memtasks.domain.errors.UnknownJobKind` when there is no such kind)."""
+    job_kind = JobKind.parse(str(kind))
+    if not isinstance(payload, Mapping):
+        raise MalformedPayload(f"expected a JSON object, got {type(payload).__name__}")
+    PAYLOAD_TYPES[job_kind].parse(payload)
 
 
 # ── job builders (what producers and handlers enqueue) ───────────────────────

@@ -33,7 +33,10 @@ RAW_PUBLIC_KEY_BYTES = 32
 
 def load_public_key(data: bytes | str) -> Ed25519PublicKey:
     """An Ed25519 public key from PEM (``-----BEGIN PUBLIC KEY-----``) or its 32 raw bytes."""
-    raw = data.encode("ascii") if isinstance(data, str) else data
+    try:
+        raw = data.encode("ascii") if isinstance(data, str) else data
+    except UnicodeEncodeError:
+        raise ConfigurationError("an operator public key is PEM (ASCII) or 32 raw Ed25519 bytes") from None
     try:
         if raw.lstrip().startswith(b"-----BEGIN"):
             key = load_pem_public_key(raw)

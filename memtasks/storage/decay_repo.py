@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, case, func, literal, or_, select, update
 
-from memtasks.domain.clock import MINUTE_MS, Clock, system_clock
+from memtasks.domain.clock import MAX_TIMESTAMP_MS, MINUTE_MS, Clock, system_clock
 from memtasks.domain.decay import (
     CODE_CANCELLED,
     CODE_IN_PROGRESS,
@@ -26,10 +26,12 @@ from memtasks.domain.decay import (
     DecaySpec,
     DecayState,
     SummaryMethod,
+    check_created_by,
     failure_reason,
 )
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import Lease
+from memtasks.domain.wire import lookup_id
 from memtasks.storage.rows import new_token, reading, transaction, update_picked
 from memtasks.storage.tables import decay_jobs
 
@@ -121,8 +123,16 @@ class DecayJobs:
         published: bool = False,
     ) -> str:
         """Insert a pending job; ``published``: the caller sends its message after commit."""
-        if not created_by or not created_by.strip():
-            raise ValidationError("created_by must name who asked for the job")
+        check_created_by(created_by)
+        if scheduled_for_ms is not None and (
+            isinstance(scheduled_for_ms, bool)
+            or not isinstance(scheduled_for_ms, int)
+            or not 0 <= scheduled_for_ms <= MAX_TIMESTAMP_MS
+        ):
+            raise ValidationError(
+                f"scheduled_for_ms must be Unix milliseconds between 0 and {MAX_TIMESTAMP_MS}",
+                code=CODE_MALFORMED,
+            )
         now = self.clock()
         job_id = f"dj_{uuid.uuid4().hex}"
         scheduled = now if scheduled_for_ms is None else scheduled_for_ms
@@ -146,6 +156,8 @@ class DecayJobs:
         return job_id
 
     def get(self, job_id: str) -> DecayJob | None:
+        if lookup_id(job_id) is None:
+            return None  # no row has such an id (not a string, NUL, lone surrogate)
         with reading(self.engine) as c:
             row = c.execute(select(t).where(t.c.id == job_id)).first()
         return DecayJob.from_row(row) if row is not None else None
@@ -330,6 +342,8 @@ class DecayJobs:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a pending job. Not found → :class:`ValidationError`."""
+        if lookup_id(job_id) is None:
+            raise ValidationError(f"decay job {job_id!r:.80} not found", code=CODE_NOT_FOUND)
         now = self.clock()
         with self.engine.begin() as c:
             changed = c.execute(

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.errors import MalformedPayload, MemtasksError
+from memtasks.domain.text import unstorable
 from memtasks.domain.tree import MAX_ID_CHARS, MAX_SOURCE_CHARS
 from memtasks.storage.memory_tables import mem_tree_buffer_items as items_t
 from memtasks.storage.memory_tables import mem_tree_buffers as buffers_t
@@ -54,10 +55,22 @@ class NewChunk:
                 )
         if not isinstance(self.content, str):
             raise MalformedPayload("chunk content must be a string")
-        if self.doc_id is not None and (not self.doc_id.strip() or len(self.doc_id) > MAX_SOURCE_CHARS):
+        if self.doc_id is not None and (
+            not isinstance(self.doc_id, str) or not self.doc_id.strip() or len(self.doc_id) > MAX_SOURCE_CHARS
+        ):
             raise MalformedPayload(
                 f"chunk doc_id must be a non-empty string of at most {MAX_SOURCE_CHARS} characters"
             )
+        for name, text in (
+            ("id", self.id),
+            ("tree_id", self.tree_id),
+            ("source_id", self.source_id),
+            ("doc_id", self.doc_id),
+            ("content", self.content),
+        ):
+            problem = None if text is None else unstorable(text)
+            if problem is not None:
+                raise MalformedPayload(f"chunk {name} {problem}")
 
 
 @dataclass(frozen=True, slots=True)
