@@ -2,19 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memtasks.domain.errors import ConfigurationError
+from memtasks.domain.masking import mask_url
+from memtasks.domain.urls import check_broker_url, check_redis_url
 
-PositiveSeconds = Annotated[float, Field(gt=0)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
+"""A duration (seconds, hours or days): finite, above 0, and at most 1e9 so that it fits in
+integer milliseconds (1e9 days is 8.6e16 ms; BIGINT holds 9.2e18)."""
+URL_FIELDS = frozenset({"database_url", "broker_url", "lock_redis_url"})
+"""Settings that may hold a password: masked wherever the settings are shown."""
 
 
 def default_data_dir() -> Path:
     return Path.cwd() / ".memtasks"
+
+
+MAX_COUNT = 1_000_000_000
+"""Upper bound of counts: every integer setting fits the 32/64-bit columns it meets."""
+
+MAX_BATCH = 100_000
+"""Upper bound of batch sizes: one statement, one transaction."""
+
+SWEEP_NAMES = frozenset(
+    {
+        "consolidate",
+        "recover",
+        "dispatch_due",
+        "flush_stale",
+        "self_heal",
+        "prune_finished",
+        "purge_retrieval_failures",
+        "purge_retired",
+    }
+)
+"""The beat sweeps ``MEMTASKS_BEAT_INTERVALS`` may name (``memtasks.worker.names.SWEEPS``)."""
 
 
 class Settings(BaseSettings):
@@ -33,7 +61,7 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(default=True, description="apply migrations when an engine opens")
     sqlite_journal_mode: str = "wal"
     sqlite_busy_timeout_s: PositiveSeconds = 15.0
-    pool_size: int = Field(default=5, ge=1)
+    pool_size: int = Field(default=5, ge=1, le=1_000)
 
     lease_s: PositiveSeconds = 300.0
     backoff_base_s: PositiveSeconds = 60.0
@@ -43,26 +71,26 @@ class Settings(BaseSettings):
     defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
     retention_days: PositiveSeconds = 14.0
 
-    consolidate_min_hours: float = Field(default=24.0, ge=0)
-    consolidate_min_sessions: int = Field(default=5, ge=0)
-    consolidate_max_message_age_days: int = Field(default=30, ge=1)
-    consolidate_max_outcomes_per_sender: int = Field(default=100, ge=0)
-    consolidate_batch_size: int = Field(default=1000, ge=1)
+    consolidate_min_hours: float = Field(default=24.0, ge=0, le=1e9, allow_inf_nan=False)
+    consolidate_min_sessions: int = Field(default=5, ge=0, le=MAX_COUNT)
+    consolidate_max_message_age_days: int = Field(default=30, ge=1, le=36_500)
+    consolidate_max_outcomes_per_sender: int = Field(default=100, ge=0, le=MAX_COUNT)
+    consolidate_batch_size: int = Field(default=1000, ge=1, le=MAX_BATCH)
     consolidate_lock_ttl_s: PositiveSeconds = 300.0
 
     tree_fanout: int = Field(default=8, ge=2, le=1024, description="items per memory-tree summary")
     tree_stale_after_s: PositiveSeconds = 1800.0
-    tree_reembed_batch: int = Field(default=256, ge=1)
+    tree_reembed_batch: int = Field(default=256, ge=1, le=MAX_BATCH)
 
     retrieval_failure_retention_days: PositiveSeconds = 90.0
-    retrieval_failure_capacity: int = Field(default=256, ge=1)
-    retrieval_failure_batch_size: int = Field(default=16, ge=1)
+    retrieval_failure_capacity: int = Field(default=256, ge=1, le=MAX_COUNT)
+    retrieval_failure_batch_size: int = Field(default=16, ge=1, le=MAX_BATCH)
     retrieval_failure_flush_interval_s: PositiveSeconds = 0.1
 
     tree_uses_llm: bool = Field(
         default=False, description="the text models call an LLM: LLM-bound kinds go to the llm queue"
     )
-    llm_permits: int = Field(default=1, ge=1, description="fleet-wide concurrent LLM-bound jobs")
+    llm_permits: int = Field(default=1, ge=1, le=10_000, description="fleet-wide concurrent LLM-bound jobs")
     llm_permit_ttl_s: PositiveSeconds = 600.0
     llm_wait_s: PositiveSeconds = 5.0
     handlers: str | None = Field(default=None, description="module:callable returning a HandlerRegistry")
@@ -82,13 +110,32 @@ class Settings(BaseSettings):
     )
     redispatch_after_s: PositiveSeconds = 300.0
     publish_timeout_s: PositiveSeconds = 4.0
-    dispatch_batch: int = Field(default=1000, ge=1)
+    dispatch_batch: int = Field(default=1000, ge=1, le=MAX_BATCH)
     visibility_timeout_s: PositiveSeconds = 3600.0
-    worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1)
+    worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1, le=2**31 - 1)
     beat_intervals: dict[str, PositiveSeconds] = Field(default_factory=dict)
 
-    breaker_threshold: int = Field(default=3, ge=1)
+    breaker_threshold: int = Field(default=3, ge=1, le=10_000)
     breaker_cooldown_s: PositiveSeconds = 30.0
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        return check_broker_url(value)
+
+    @field_validator("lock_redis_url")
+    @classmethod
+    def _lock_redis_url(cls, value: str) -> str:
+        return check_redis_url(value)
+
+    @field_validator("beat_intervals")
+    @classmethod
+    def _beat_intervals(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - SWEEP_NAMES)
+        if unknown:
+            shown = ", ".join(repr(name)[:60] for name in unknown[:5])
+            raise ValueError(f"names unknown sweeps: {shown} (known: {', '.join(sorted(SWEEP_NAMES))})")
+        return value
 
     @field_validator("sqlite_journal_mode")
     @classmethod
@@ -105,16 +152,28 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'memtasks.sqlite3').resolve()}"
 
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        """``repr``/``str`` (and so ``celery inspect conf`` and Flower's config view, which show
+        the app's ``memtasks_settings``) with every URL's password masked."""
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if name in URL_FIELDS and isinstance(value, str) else value
+
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment, with ``overrides``; a clear error when invalid."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as exc:  # a value that must be JSON (MEMTASKS_BEAT_INTERVALS) is not
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "*"
+        raise ConfigurationError(f"invalid settings: MEMTASKS_{field.upper()}: not valid JSON") from None
     except ValidationError as exc:
         problems = "; ".join(
-            f"MEMTASKS_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"MEMTASKS_{'_'.join(str(p) if str(p).isidentifier() else repr(p) for p in err['loc']).upper()}: "
+            f"{err['msg']}"
+            for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
     if settings.backoff_cap_s < settings.backoff_base_s:

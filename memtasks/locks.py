@@ -28,7 +28,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -37,13 +36,13 @@ from redis.lock import Lock
 from redis.retry import Retry
 
 from memtasks.domain.errors import ConfigurationError, MemtasksError
+from memtasks.domain.masking import MASK, mask_url, mask_urls_in
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT_S = 2.0
 DEFAULT_SOCKET_TIMEOUT_S = 5.0
 DEFAULT_RETRIES = 2
-MASK = "***"
 
 
 class LockUnavailable(MemtasksError):
@@ -56,18 +55,7 @@ class LockLost(MemtasksError):
 
 def mask_redis_url(url: str) -> str:
     """``url`` with its password replaced by ``***``, safe for logs and errors."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = quote(parts.username or "", safe="")
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = f"{user}:{MASK}@{host}" + (f":{parts.port}" if parts.port is not None else "")
-        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<unparsable Redis URL>"
+    return mask_url(url)
 
 
 def describe_client(client: redis.Redis) -> str:
@@ -108,7 +96,7 @@ def redis_client(
         )
     except (ValueError, TypeError) as exc:
         raise ConfigurationError(
-            f"invalid Redis URL {mask_redis_url(url)!r}: {exc} "
+            f"invalid Redis URL {mask_redis_url(url)!r}: {mask_urls_in(str(exc))} "
             "(expected redis://[:PASSWORD@]HOST:PORT/DB; set MEMTASKS_LOCK_REDIS_URL)"
         ) from None
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 
 from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.jobs import JobStatus
+from memtasks.domain.masking import mask_urls_in
 from memtasks.services.retrieval_failures import RetrievalFailureLogger
 from memtasks.services.status import status_report
 from memtasks.worker.routing import queue_of
@@ -43,7 +44,7 @@ class QueueCollector(Collector):
         try:
             report = status_report(self.engine, self.clock)
         except Exception as exc:
-            log.warning("memtasks.metrics: cannot read the job tables: %s", exc)
+            log.warning("memtasks.metrics: cannot read the job tables: %s", mask_urls_in(str(exc)))
             up.add_metric([], 0)
             yield up
             return

@@ -30,8 +30,9 @@ from sqlalchemy import Connection
 from memtasks.config import Settings, load_settings
 from memtasks.domain.decay import DecaySpec, SummaryMethod
 from memtasks.domain.jobs import NewJob
+from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.retrieval import RetrievalFailure
-from memtasks.domain.tree import validate_payload
+from memtasks.services import intake
 from memtasks.services.mem_tree import Followup
 from memtasks.services.retrieval_failures import RetrievalFailureLogger
 from memtasks.services.runtime import Runtime, open_runtime
@@ -48,11 +49,9 @@ class CelerySink:
         self.app = app
 
     def write(self, batch: Sequence[RetrievalFailure]) -> None:
-        self.app.send_task(
-            names.RECORD_RETRIEVAL_FAILURES,
-            args=[[record.to_wire() for record in batch]],
-            queue=names.DEFAULT,
-        )
+        # Checked as the worker checks it, in messages of at most the size it accepts.
+        for wires in intake.wire_batches(batch):
+            self.app.send_task(names.RECORD_RETRIEVAL_FAILURES, args=[wires], queue=names.DEFAULT)
 
 
 class Producer:
@@ -90,15 +89,16 @@ class Producer:
         return self.enqueue_many([job], conn=conn)[0]
 
     def enqueue_many(self, jobs: Sequence[NewJob], *, conn: Connection | None = None) -> list[str | None]:
-        """Enqueue jobs in one statement. Payloads are checked against their kind first
-        (:class:`~memtasks.domain.errors.MalformedPayload` names the field).
+        """Enqueue jobs in one statement. Each job is checked first, by the same function as a
+        remote enqueue (:func:`memtasks.services.intake.check_mem_tree_job`): nothing is written
+        when one is refused (:class:`~memtasks.domain.errors.MalformedPayload` names the field).
 
         Without ``conn`` the rows commit here and their messages are published at once;
         with ``conn`` they commit with the caller's transaction and are published by the
         next dispatch sweep, or at once by :meth:`publish` after the caller commits.
         """
         for job in jobs:
-            validate_payload(job.kind, job.payload)
+            intake.check_mem_tree_job(job)
         ids = self.runtime.jobs.enqueue_many(jobs, conn=conn, published=conn is None)
         if conn is None:
             now = self.runtime.jobs.clock()
@@ -130,7 +130,7 @@ class Producer:
                 "memtasks.producer: could not publish %d jobs (%s); they are committed and the "
                 "dispatch sweep will publish them",
                 len(jobs),
-                exc,
+                mask_urls_in(str(exc)),
             )
 
     # ── decay jobs ───────────────────────────────────────────────────────────
@@ -143,17 +143,28 @@ class Producer:
         scheduled_for_ms: int | None = None,
         conn: Connection | None = None,
     ) -> str:
-        """Enqueue a decay job. LLM-summary jobs are never published: an operator runs them."""
+        """Enqueue a decay job, checked as a remote one is (:func:`~memtasks.services.intake.check_decay_job`:
+        nothing is written when it is refused).
+
+        LLM-summary jobs are never published: an operator runs them with an attestation.
+        """
+        request = intake.check_decay_job(spec, created_by, scheduled_for_ms)
         publish = conn is None and scheduled_for_ms is None and spec.method is not SummaryMethod.LLM_SUMMARY
         job_id = self.runtime.decay.enqueue(
-            spec, created_by=created_by, scheduled_for_ms=scheduled_for_ms, conn=conn, published=publish
+            spec,
+            created_by=request.created_by,
+            scheduled_for_ms=scheduled_for_ms,
+            conn=conn,
+            published=publish,
         )
         if publish:
             try:
                 self._publisher().decay([job_id])
             except Exception as exc:
                 log.warning(
-                    "memtasks.producer: could not publish decay job %s (%s); redispatch will", job_id, exc
+                    "memtasks.producer: could not publish decay job %s (%s); redispatch will",
+                    job_id,
+                    mask_urls_in(str(exc)),
                 )
         return job_id
 

@@ -6,6 +6,7 @@ environment as the workers read it (see the README's configuration table).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from memtasks.cli import db, demo, enqueue, fleet, jobs, operate, status
 from memtasks.cli.common import State, err
 from memtasks.domain.errors import ConfigurationError, MemtasksError
+from memtasks.domain.masking import mask_urls_in
 
 app = typer.Typer(
     name="memtasks",
@@ -54,8 +56,9 @@ app.command("demo")(demo.demo)
 
 
 def _one_line(exc: BaseException) -> str:
+    """The first line of the error, every URL in it masked (a driver's message may quote one)."""
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return mask_urls_in(text[0]) if text else type(exc).__name__
 
 
 def _describe(exc: Exception) -> tuple[str, int]:
@@ -67,9 +70,29 @@ def _describe(exc: Exception) -> tuple[str, int]:
     return _one_line(exc), 2 if isinstance(exc, ConfigurationError) else 1
 
 
+class ConsoleLog(logging.Handler):
+    """memtasks' log records on the command's stderr while it runs: a warning (a publish left
+    to the dispatcher, say) as one ``warning: …`` line, URLs masked; errors are not repeated —
+    the command ends with its own one-line ``error: …``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.levelno >= logging.ERROR:
+            return
+        try:
+            lines = record.getMessage().strip().splitlines()
+        except Exception:  # a record whose arguments do not fit its format
+            lines = [str(record.msg)]
+        err.print(f"warning: {mask_urls_in(lines[0]) if lines else record.name}", markup=False)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``memtasks`` console script."""
     command = typer.main.get_command(app)
+    console = ConsoleLog()
+    logging.getLogger().addHandler(console)
     try:
         # Click handles its own errors (usage → exit 2) and exits; ours are caught below.
         command.main(args=list(argv) if argv is not None else None, prog_name="memtasks")
@@ -77,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         message, status = _describe(exc)
         err.print(f"error: {message}", markup=False)
         sys.exit(status)
+    finally:
+        logging.getLogger().removeHandler(console)
     sys.exit(0)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from memtasks.cli.common import out
-from memtasks.demo.run import DemoOptions, run_demo
 
 
 def demo(
@@ -15,5 +14,9 @@ def demo(
     timeout_s: float = typer.Option(300.0, "--timeout", min=10, help="seconds to wait for every job"),
 ) -> None:
     """Start a local fleet, drive a synthetic agent workload, report, stop everything started."""
+    # Imported here: it imports the Celery app, which reads the settings; a bad setting must be
+    # the command's one-line error, not a traceback at import.
+    from memtasks.demo.run import DemoOptions, run_demo
+
     code = run_demo(DemoOptions(quick=quick, keep=keep, flower_port=flower_port, timeout_s=timeout_s), out)
     raise typer.Exit(code)

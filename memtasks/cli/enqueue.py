@@ -11,7 +11,6 @@ from memtasks.cli.common import fail, out, state
 from memtasks.domain.clock import SECOND_MS
 from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.domain.jobs import JobKind, NewJob
-from memtasks.producer import Producer
 
 app = typer.Typer(help="Enqueue a job (it is published to the workers after commit).", no_args_is_help=True)
 
@@ -35,6 +34,8 @@ def mem_tree(
     delay_s: float = typer.Option(0.0, "--delay", min=0, help="seconds before the job is due"),
 ) -> None:
     """Enqueue one memory-tree job."""
+    from memtasks.producer import Producer  # imports the Celery app: see memtasks.cli.demo
+
     s = state(ctx)
     producer = Producer(s.settings)
     available = None if not delay_s else s.runtime.jobs.clock() + int(delay_s * SECOND_MS)
@@ -55,6 +56,8 @@ def decay(
     method: str = typer.Option(SummaryMethod.DETERMINISTIC_CONCATENATE.value, "--method"),
 ) -> None:
     """Enqueue one decay job (an LLM-summary job then waits for `memtasks decay run`)."""
+    from memtasks.producer import Producer  # imports the Celery app: see memtasks.cli.demo
+
     try:
         spec = DecaySpec(DecayKind(kind), tuple(source_ids), SummaryMethod(method))
     except ValueError as exc:

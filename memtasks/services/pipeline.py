@@ -20,14 +20,14 @@ import redis
 
 from memtasks.config import Settings
 from memtasks.domain.clock import DAY_MS, SECOND_MS
-from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
+from memtasks.domain.decay import SummaryMethod
 from memtasks.domain.errors import ConfigurationError, MemtasksError, ValidationError
-from memtasks.domain.jobs import JobKind, JobStatus, Lease, NewJob
-from memtasks.domain.retrieval import RetrievalFailure
+from memtasks.domain.jobs import JobKind, JobStatus, Lease
 from memtasks.domain.text_models import TextModels
-from memtasks.domain.tree import flush_stale_job, validate_payload
-from memtasks.domain.wire import check_delay_s, check_source_ids, parse_kinds
+from memtasks.domain.tree import flush_stale_job
+from memtasks.domain.wire import parse_kinds
 from memtasks.locks import RedisLockGate, RedisSemaphore, redis_client
+from memtasks.services import intake
 from memtasks.services.consolidation import DEFAULT_LOCK_NAME, Consolidator
 from memtasks.services.decay_runner import DecayRunner
 from memtasks.services.lease_keeper import LeaseKeeper
@@ -142,10 +142,10 @@ class Pipeline:
             try:
                 job = jobs.claim(job_id)
             except ValidationError as exc:
-                log.error("memtasks.pipeline: job %s failed as unrecoverable at claim: %s", job_id, exc)
+                log.error("memtasks.pipeline: job %.100r failed as unrecoverable at claim: %s", job_id, exc)
                 return {"job_id": job_id, "outcome": "failed", "error": str(exc)}
             if job is None:
-                log.info("memtasks.pipeline: job %s is not claimable now; message dropped", job_id)
+                log.info("memtasks.pipeline: job %.100r is not claimable now; message dropped", job_id)
                 return {"job_id": job_id, "outcome": "not_claimable"}
             with self._holding(job.lease, permits, token):
                 result = self.runner.run(job)
@@ -234,17 +234,16 @@ class Pipeline:
         delay_s: float | None = None,
         max_attempts: int | None = None,
     ) -> dict[str, Any]:
-        """Remote enqueue for producers without database access: insert (deduped), publish."""
-        job_kind = JobKind.parse(str(kind))
-        if not isinstance(payload, Mapping):
-            raise ValidationError(f"payload must be a JSON object, got {type(payload).__name__}")
-        validate_payload(job_kind, payload)
-        delay_s = check_delay_s(delay_s)
-        available = None if not delay_s else self.now() + int(delay_s * SECOND_MS)
-        job = NewJob(job_kind, payload, dedupe_key, available, max_attempts)
+        """Remote enqueue for producers without database access: insert (deduped), publish.
+
+        The input is checked by :mod:`memtasks.services.intake` with the producer API's rules.
+        """
+        job = intake.mem_tree_job_from_wire(
+            kind, payload, dedupe_key, delay_s, max_attempts, now_ms=self.now()
+        )
         job_id = self.runtime.jobs.enqueue(job, published=True)
-        if job_id is not None and available is None:
-            self._publish([Followup(job_id, job_kind.value)])
+        if job_id is not None and job.available_at_ms is None:
+            self._publish([Followup(job_id, job.kind.value)])
         return {"job_id": job_id, "deduped": job_id is None}
 
     def _publish(self, jobs: list[Followup]) -> None:
@@ -262,7 +261,7 @@ class Pipeline:
         decay = self.runtime.decay
         job = decay.get(job_id)
         if job is None:
-            log.error("memtasks.pipeline: decay job %s does not exist; message dropped", job_id)
+            log.error("memtasks.pipeline: decay job %.100r does not exist; message dropped", job_id)
             return {"job_id": job_id, "outcome": "not_found"}
         if job.summary_method == SummaryMethod.LLM_SUMMARY.value:
             log.warning(
@@ -288,15 +287,15 @@ class Pipeline:
         method: str = SummaryMethod.DETERMINISTIC_CONCATENATE.value,
         delay_s: float | None = None,
     ) -> dict[str, Any]:
-        try:
-            spec = DecaySpec(DecayKind(kind), check_source_ids(source_ids), SummaryMethod(method))
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
-        delay_s = check_delay_s(delay_s)
-        scheduled = None if not delay_s else self.now() + int(delay_s * SECOND_MS)
+        """Remote decay enqueue, checked with the producer API's rules (:mod:`~memtasks.services.intake`).
+
+        An LLM-summary job is inserted and never published: an operator runs it.
+        """
+        request = intake.decay_job_from_wire(kind, source_ids, created_by, method, delay_s, now_ms=self.now())
+        spec, scheduled = request.spec, request.scheduled_for_ms
         publish = scheduled is None and spec.method is not SummaryMethod.LLM_SUMMARY
         job_id = self.runtime.decay.enqueue(
-            spec, created_by=created_by, scheduled_for_ms=scheduled, published=publish
+            spec, created_by=request.created_by, scheduled_for_ms=scheduled, published=publish
         )
         if publish:
             self.publisher.decay([job_id])
@@ -305,19 +304,19 @@ class Pipeline:
     # ── retrieval failures ───────────────────────────────────────────────────
 
     def record_retrieval_failures(self, batch: Sequence[object]) -> dict[str, int]:
-        """Write a batch sent by the Celery sink; invalid records are logged and counted."""
-        records: list[RetrievalFailure] = []
-        rejected = 0
+        """Write a batch sent by the Celery sink; invalid records are logged and counted.
+
+        Checked by :func:`memtasks.services.intake.retrieval_failure_batch`, as the producer's
+        sink checks it; a batch that is no list or too long is refused whole (ValidationError).
+        """
+        checked = intake.retrieval_failure_batch(batch)
+        for reason in checked.rejected:
+            log.error("memtasks.pipeline: retrieval-failure record rejected: %s", reason)
         now = self.now()
-        for wire in batch:
-            try:
-                records.append(RetrievalFailure.from_wire(wire).stamped(now))
-            except (ValidationError, TypeError) as exc:
-                rejected += 1
-                log.error("memtasks.pipeline: retrieval-failure record rejected (%s): %r", exc, wire)
+        records = [record.stamped(now) for record in checked.records]
         if records:
             DatabaseSink(self.runtime.engine, clock=self.runtime.jobs.clock).write(records)
-        return {"written": len(records), "rejected": rejected}
+        return {"written": len(records), "rejected": len(checked.rejected)}
 
     # ── sweeps ───────────────────────────────────────────────────────────────
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, NoSuchModuleError, SQLAlchemyError
 
+from memtasks.domain import masking
 from memtasks.domain.errors import ConfigurationError, DatabaseUnavailable, StorageError
 from memtasks.storage.breaker import CircuitBreaker
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SUPPORTED = ("sqlite", "postgresql")
 SQLITE_CORRUPT_MARKERS = ("file is not a database", "database disk image is malformed")
+SQLITE_JOURNAL_MODES = frozenset({"wal", "delete", "truncate", "persist", "memory", "off"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,22 +43,24 @@ class EngineOptions:
 
 
 def mask_url(url: str | URL) -> str:
-    """The URL with its password hidden, safe for logs and errors."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return "<unparsable URL>"
+    """The URL with its password (and credential query values) hidden, safe for logs and errors."""
+    return masking.mask_url(url.render_as_string(hide_password=False) if isinstance(url, URL) else url)
 
 
 def parse_url(url: str) -> URL:
     """Parse and normalise a database URL; :class:`ConfigurationError` when it is wrong."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
         raise ConfigurationError(
-            f"invalid database URL {url.split('@')[-1]!r}: expected sqlite:///PATH or "
+            f"invalid database URL {mask_url(url)!r}: expected sqlite:///PATH or "
             "postgresql://USER@HOST:PORT/DB (set MEMTASKS_DATABASE_URL)"
         ) from None
+    if "@" in (parsed.host or ""):  # the driver would take the password's tail for the host
+        raise ConfigurationError(
+            f"invalid database URL {mask_url(url)!r}: the user or password holds an unescaped '@' "
+            "— write it as %40 (set MEMTASKS_DATABASE_URL)"
+        )
     backend = parsed.get_backend_name()
     if backend == "postgres":
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -209,6 +213,9 @@ def _install_idle_ping(engine: Engine) -> None:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            # The ping opened a transaction: end it, or the connection is handed out inside
+            # one and cannot be switched to autocommit (one_statement) for its claim.
+            dbapi_conn.rollback()
         except Exception as exc:  # the pool discards this connection and opens another
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
@@ -248,8 +255,13 @@ def quarantine_sqlite(path: Path) -> Path:
 
 
 def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
-    wanted = options.journal_mode.lower()
-    busy_ms = int(options.busy_timeout_s * 1000)
+    wanted = str(options.journal_mode).lower()
+    if wanted not in SQLITE_JOURNAL_MODES:  # interpolated into a PRAGMA below: only these words
+        raise ConfigurationError(
+            f"unknown SQLite journal mode {options.journal_mode!r:.40}: expected one of "
+            f"{', '.join(sorted(SQLITE_JOURNAL_MODES))} (set MEMTASKS_SQLITE_JOURNAL_MODE)"
+        )
+    busy_ms = int(options.busy_timeout_s * 1000)  # a PRAGMA takes no bound parameter: an int only
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:

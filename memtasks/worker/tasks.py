@@ -17,12 +17,17 @@ from celery import Celery, Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from memtasks.domain.errors import ConfigurationError, MemtasksError, StorageError
+from memtasks.domain.masking import mask_urls_in
+from memtasks.domain.text import shorten
+from memtasks.domain.wire import drain_limit
 from memtasks.worker import names
 
 log = logging.getLogger("memtasks.worker")
 
 
 RETRY_CAP_S = 60
+LOGGED_CHARS = 300
+"""How much of a refused message's payload a log line shows."""
 T = TypeVar("T")
 
 
@@ -34,7 +39,12 @@ def _retrying(task: Task, call: Callable[[], T]) -> T:
         return call()
     except (OperationalError, InterfaceError, StorageError, ConfigurationError) as exc:
         countdown = min(RETRY_CAP_S, 2 ** min(task.request.retries, 6))
-        log.warning("memtasks.worker: database unavailable (%s); %s again in %d s", exc, task.name, countdown)
+        log.warning(
+            "memtasks.worker: database unavailable (%s); %s again in %d s",
+            mask_urls_in(str(exc)),
+            task.name,
+            countdown,
+        )
         raise task.retry(countdown=countdown, max_retries=None) from exc
 
 
@@ -62,17 +72,17 @@ def register(app: Celery) -> None:
             )
         except MemtasksError as exc:
             log.error(
-                "memtasks.worker: enqueue rejected (%s): kind=%r payload=%r dedupe_key=%r",
+                "memtasks.worker: enqueue rejected (%s): kind=%s payload=%s dedupe_key=%s",
                 exc,
-                kind,
-                payload,
-                dedupe_key,
+                shorten(kind),
+                shorten(payload, LOGGED_CHARS),
+                shorten(dedupe_key),
             )
             return {"error": str(exc)}
 
     @app.task(name=names.MEM_TREE_DRAIN, shared=False)
     def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
-        return pipeline_for(app).drain(kinds, max(1, min(int(limit), 10_000)))
+        return pipeline_for(app).drain(kinds, drain_limit(limit))
 
     @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
@@ -93,16 +103,20 @@ def register(app: Celery) -> None:
             )
         except MemtasksError as exc:
             log.error(
-                "memtasks.worker: decay enqueue rejected (%s): kind=%r sources=%r", exc, kind, source_ids
+                "memtasks.worker: decay enqueue rejected (%s): kind=%s sources=%s",
+                exc,
+                shorten(kind),
+                shorten(source_ids, LOGGED_CHARS),
             )
             return {"error": str(exc)}
 
     @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False, bind=True)
     def record_retrieval_failures(task: Task, batch: Sequence[object]) -> dict[str, int]:
-        if not isinstance(batch, list | tuple):
-            log.error("memtasks.worker: retrieval-failure batch must be a list, got %r", batch)
-            return {"written": 0, "rejected": 1}
-        return _retrying(task, lambda: pipeline_for(app).record_retrieval_failures(batch))
+        try:
+            return _retrying(task, lambda: pipeline_for(app).record_retrieval_failures(batch))
+        except MemtasksError as exc:  # the batch as a whole is refused (not a list, too long)
+            log.error("memtasks.worker: retrieval-failure batch rejected (%s)", exc)
+            return {"written": 0, "rejected": len(batch) if isinstance(batch, list | tuple) else 1}
 
     def make_sweep(sweep_name: str, task_name: str) -> None:
         @app.task(name=task_name, shared=False)

@@ -50,7 +50,7 @@ CHART = DEPLOY / "helm" / "memtasks"
 QUEUES = {"critical", "default", "bulk", "llm", "maintenance"}
 CELERY_APP = "memtasks.worker.app"
 CELERY_SUBCOMMANDS = {"worker", "beat", "flower"}
-MEMTASKS_COMMANDS = {("db", "upgrade"), ("db", "current"), ("metrics",), ("status",)}
+MEMTASKS_COMMANDS = {("db", "upgrade"), ("db", "current"), ("metrics",), ("status",), ("flower",)}
 DATA_DIR = "/var/lib/memtasks"
 SETTING_NAMES = {f"MEMTASKS_{name.upper()}" for name in Settings.model_fields}
 SETTING_NAME = re.compile(r"\bMEMTASKS_[A-Z0-9_]*[A-Z0-9]\b")
@@ -325,7 +325,8 @@ def check_command(argv: list[str], where: str) -> Command:
             )
         return Command("celery", (sub,), queues)
     if program == "memtasks":
-        words = tuple(takewhile(lambda arg: not arg.startswith("-"), argv[1:]))
+        # A template expression stands for an option here (e.g. Flower's --port=…).
+        words = tuple(takewhile(lambda arg: not arg.startswith("-") and arg != PLACEHOLDER, argv[1:]))
         assert words in MEMTASKS_COMMANDS, f"{where}: unknown memtasks command {words}"
         return Command("memtasks", words, None)
     raise AssertionError(f"{where}: neither celery nor memtasks: {argv}")
@@ -484,14 +485,22 @@ REQUIRED_SERVICES = {
 }
 
 
+REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "pw-of-the-test", "FLOWER_BASIC_AUTH": "ops:pw-of-the-test"}
+"""Compose variables with no default (``${VAR:?message}``): the secrets an operator must set."""
+
+
 def interpolate(value: str) -> str:
-    """Compose's ``${VAR:-default}`` with VAR unset; a variable without a default fails."""
+    """Compose's ``${VAR:-default}`` with VAR unset; ``${VAR:?…}`` (a required secret) with a
+    test value; a variable with neither fails."""
 
     def default(match: re.Match[str]) -> str:
-        assert match[2] is not None, f"${{{match[1]}}} has no default"
-        return match[2]
+        if match[2] == "?":
+            assert match[1] in REQUIRED_SECRETS, f"${{{match[1]}}} is required but not a known secret"
+            return REQUIRED_SECRETS[match[1]]
+        assert match[3] is not None, f"${{{match[1]}}} has no default"
+        return match[3]
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}", default, value)
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}", default, value)
 
 
 def seconds(duration: str) -> float:
@@ -717,7 +726,9 @@ def test_the_environment_examples_are_valid(monkeypatch: pytest.MonkeyPatch) -> 
     settings = assert_valid_settings(env, monkeypatch, "memtasks.env.example")
     assert settings.data_dir == Path(DATA_DIR)
     flower = parse_env_file(SYSTEMD / "flower.env.example")
-    assert re.fullmatch(r"[^:]+:.+", flower["FLOWER_BASIC_AUTH"])
+    assert flower["FLOWER_BASIC_AUTH"] == "", (
+        "no default password is shipped (tests/security checks the rest)"
+    )
     unit = parse_unit(SYSTEMD / "memtasks-flower.service")
     assert "/etc/memtasks/flower.env" in values_of(unit, "Service", "EnvironmentFile"), "Flower without auth"
 
@@ -831,7 +842,7 @@ def test_the_chart_values_deploy_every_queue_with_valid_settings(
     assert settings.data_dir == Path(DATA_DIR)
     secrets = values["secrets"]
     assert {"existingSecret", "databaseUrl", "brokerUrl", "lockRedisUrl"} <= set(secrets)
-    assert re.fullmatch(r"[^:]+:.+", values["flower"]["basicAuth"])
+    assert values["flower"]["basicAuth"] == "", "no default password is shipped: the install requires one"
 
 
 def test_the_chart_templates_run_existing_commands() -> None:
@@ -886,8 +897,18 @@ def test_the_chart_reads_settings_from_its_secret_and_configmap() -> None:
 def test_helm_template_renders_the_chart(tmp_path: Path, values: dict[str, Any]) -> None:
     if yaml is None:
         pytest.skip("PyYAML is not installed: cannot read the rendered manifests")
+    secrets = [
+        "--set",
+        "secrets.databaseUrl=postgresql+psycopg://m:pw@db:5432/m",
+        "--set",
+        "flower.basicAuth=ops:pw",
+    ]
     result = subprocess.run(
-        ["helm", "template", "demo", str(CHART)], capture_output=True, text=True, timeout=120, check=False
+        ["helm", "template", "demo", str(CHART), *secrets],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]

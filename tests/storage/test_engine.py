@@ -143,3 +143,23 @@ def test_quarantine_moves_the_wal_and_shm_alongside(tmp_path: Path) -> None:
     for suffix, content in files.items():
         assert not Path(f"{path}{suffix}").exists()
         assert Path(f"{target}{suffix}").read_bytes() == content
+
+
+def test_a_claim_on_a_connection_pinged_after_idling_runs(
+    pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The idle ping left its connection inside a transaction, so a claim by id (one
+    autocommit statement) failed with "can't change 'autocommit' now" after any quiet spell."""
+    from memtasks.domain.tree import seal_job
+    from memtasks.storage import engine as engine_module
+    from memtasks.storage.jobs_repo import MemTreeJobs
+
+    jobs = MemTreeJobs(get_engine(pg_schema))
+    job_id = jobs.enqueue(seal_job("idle", 0))
+    assert job_id is not None
+    monkeypatch.setattr(engine_module, "IDLE_PING_AFTER_S", 0.0)  # every checkout pings first
+
+    claimed = jobs.claim(job_id)
+
+    assert claimed is not None and claimed.status.value == "running"
+    assert jobs.heartbeat(claimed.lease)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import beat_schedule
-from memtasks.config import load_settings
+from memtasks.config import SWEEP_NAMES, load_settings
+from memtasks.domain.errors import ConfigurationError
 from memtasks.domain.jobs import JobKind
 from memtasks.worker import names
 from memtasks.worker.app import beat_entries, create_app
@@ -46,10 +47,14 @@ def test_beat_has_every_sweep_on_the_maintenance_queue(monkeypatch: pytest.Monke
     assert all(e["options"]["queue"] == names.MAINTENANCE for e in entries.values())
 
 
-def test_an_unknown_sweep_interval_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unknown_sweep_interval_is_named_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MEMTASKS_BEAT_INTERVALS", '{"consolidat": 5}')
-    with pytest.raises(ValueError, match="unknown sweeps: consolidat"):
-        beat_entries(load_settings())
+    with pytest.raises(ConfigurationError, match=r"MEMTASKS_BEAT_INTERVALS.*unknown sweeps: 'consolidat'"):
+        load_settings()
+
+
+def test_the_settings_know_every_sweep() -> None:
+    assert set(names.SWEEPS) == SWEEP_NAMES
 
 
 def test_routing_by_kind_and_llm() -> None:
