@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install services run fleet bench bench-quick test test-fast lint format typecheck check clean
+.PHONY: help install services run fleet bench bench-quick chaos test test-fast lint format typecheck check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -41,6 +41,9 @@ bench-quick: install services ## The same, smaller: a few minutes
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	bash bench/peers/setup.sh >/dev/null
 	$(BIN)/python -m bench.run --quick
+
+chaos: install services ## Chaos suite: 10,000 jobs on a private fleet while workers, Redis and PostgreSQL fail
+	$(BIN)/python -m bench.chaos --jobs 10000 --out bench/results/chaos.json
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
 	$(BIN)/pytest

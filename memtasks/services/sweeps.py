@@ -17,6 +17,7 @@ import redis
 from sqlalchemy import Engine
 
 from memtasks.domain.clock import Clock, system_clock
+from memtasks.domain.wire import check_interval_s
 from memtasks.locks import RedisLockGate
 from memtasks.storage.sweeps_repo import Sweeps
 
@@ -25,7 +26,16 @@ log = logging.getLogger("memtasks.sweeps")
 T = TypeVar("T")
 
 LOCK_PREFIX = "memtasks:sweep:"
-MIN_LOCK_TTL_S = 30.0
+MIN_LOCK_TTL_S = 2.0
+MAX_LOCK_TTL_S = 30.0
+
+
+def lock_ttl_s(interval_s: float) -> float:
+    """The sweep lock's TTL: short, since a live holder renews it (every third of it) however
+    long its run takes. The TTL only bounds how long a holder that stalled or died — paused,
+    killed with ``kill -9`` mid-run — keeps every other process from running the sweep: about
+    two intervals, and never more than 30 s (a recovery sweep must not wait minutes)."""
+    return min(MAX_LOCK_TTL_S, max(MIN_LOCK_TTL_S, 2 * interval_s))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +54,12 @@ class SweepGate:
         self.lock_client = lock_client
 
     def run(self, name: str, interval_s: float, sweep: Callable[[], object]) -> SweepRun:
+        interval_s = check_interval_s(interval_s)  # it may come from a message: NaN, -1, "60"
         interval_ms = max(1, int(interval_s * 1000))
         gate = RedisLockGate(
             self.lock_client,
             f"{LOCK_PREFIX}{name}",
-            ttl_s=max(MIN_LOCK_TTL_S, 2 * interval_s),
+            ttl_s=lock_ttl_s(interval_s),
         )
         with gate.hold() as held:
             if not held:

@@ -480,28 +480,39 @@ class MemTreeJobs:
     # ── recovery and operator actions ────────────────────────────────────────
 
     def recover_expired(self) -> RecoverResult:
-        """Return expired leases to ready, or fail them when their attempts are spent."""
+        """Return expired leases to ready, or fail them when their attempts are spent.
+
+        Rows another transaction has locked (a settle in flight, or stalled mid-commit) are
+        skipped, not waited for: one stalled worker must not strand every other expired
+        lease. The next sweep takes them if they are still expired then.
+        """
         now = self.clock()
         exhausted = t.c.attempts >= t.c.max_attempts
-        stmt = (
-            update(t)
+        expired = (
+            select(t.c.id)
             .where(t.c.status == "running", t.c.locked_until_ms < now)
-            .values(
-                status=case((exhausted, literal(JobStatus.FAILED.value)), else_=literal("ready")),
-                available_at_ms=now,
-                locked_until_ms=None,
-                lease_token=None,
-                dispatched_at_ms=None,
-                completed_at_ms=case((exhausted, literal(now)), else_=t.c.completed_at_ms),
-                failure_reason=case((exhausted, literal(REASON_LEASE_EXHAUSTED)), else_=t.c.failure_reason),
-                failure_class=case(
-                    (exhausted, literal(FailureClass.TRANSIENT.value)), else_=t.c.failure_class
-                ),
-                last_error=func.coalesce(t.c.last_error, literal(REASON_RECOVERED)),
-            )
-            .returning(t.c.id, t.c.status)
+            .with_for_update(skip_locked=True)
         )
         with self.engine.begin() as c:
+            stmt = (
+                update_picked(t, expired, c.dialect.name)
+                .values(
+                    status=case((exhausted, literal(JobStatus.FAILED.value)), else_=literal("ready")),
+                    available_at_ms=now,
+                    locked_until_ms=None,
+                    lease_token=None,
+                    dispatched_at_ms=None,
+                    completed_at_ms=case((exhausted, literal(now)), else_=t.c.completed_at_ms),
+                    failure_reason=case(
+                        (exhausted, literal(REASON_LEASE_EXHAUSTED)), else_=t.c.failure_reason
+                    ),
+                    failure_class=case(
+                        (exhausted, literal(FailureClass.TRANSIENT.value)), else_=t.c.failure_class
+                    ),
+                    last_error=func.coalesce(t.c.last_error, literal(REASON_RECOVERED)),
+                )
+                .returning(t.c.id, t.c.status)
+            )
             rows = c.execute(stmt).all()
         result = RecoverResult(
             requeued=[r.id for r in rows if r.status == "ready"],

@@ -23,7 +23,7 @@ from memtasks.services.mem_tree import Followup
 from memtasks.services.pipeline import Pipeline
 from memtasks.services.runtime import open_runtime
 from memtasks.storage.engine import dispose_all
-from memtasks.worker import names
+from memtasks.worker import broker, names
 from memtasks.worker.routing import KIND_QUEUES, MAX_PRIORITY, decay_priority, message_priority, queue_for
 
 log = logging.getLogger("memtasks.worker")
@@ -125,6 +125,7 @@ def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app for ``settings`` (the environment's by default)."""
     settings = settings or load_settings()
+    broker.install()  # a worker survives a Redis restart (see memtasks.worker.broker)
     app = Celery("memtasks", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",
@@ -136,6 +137,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A malformed message is discarded with a log line instead of stopping the worker.
+        worker_consumer="memtasks.worker.consumer:GuardedConsumer",
         worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
         worker_send_task_events=True,
         task_send_sent_event=True,
