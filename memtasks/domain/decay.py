@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from memtasks.domain.clock import MAX_TIMESTAMP_MS
 from memtasks.domain.errors import IllegalTransition, ValidationError
 from memtasks.domain.text import shorten, unstorable
 
@@ -82,6 +83,18 @@ def check_created_by(value: object) -> str:
     problem = unstorable(value)
     if problem is not None:
         raise ValidationError(f"created_by {problem}", code=CODE_MALFORMED)
+    return value
+
+
+def check_scheduled_for_ms(value: object, *, code: str = CODE_MALFORMED) -> int | None:
+    """When a decay job is due: ``None`` (now) or Unix milliseconds from 0 to the clock's limit."""
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TIMESTAMP_MS
+    ):
+        raise ValidationError(
+            f"scheduled_for_ms must be Unix milliseconds from 0 to {MAX_TIMESTAMP_MS}, got {shorten(value)}",
+            code=code,
+        )
     return value
 
 

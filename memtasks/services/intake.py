@@ -25,7 +25,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from memtasks.domain.clock import MAX_TIMESTAMP_MS, SECOND_MS
-from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod, check_created_by
+from memtasks.domain.decay import (
+    DecayKind,
+    DecaySpec,
+    SummaryMethod,
+    check_created_by,
+    check_scheduled_for_ms,
+)
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import NewJob, decode_payload
 from memtasks.domain.retrieval import RetrievalFailure
@@ -105,17 +111,7 @@ def check_decay_job(spec: DecaySpec, created_by: Any, scheduled_for_ms: Any = No
     if not isinstance(spec, DecaySpec):
         raise ValidationError(f"expected a DecaySpec, got {shorten(spec)}", code=CODE_BAD_REQUEST)
     check_created_by(created_by)
-    if scheduled_for_ms is not None and (
-        isinstance(scheduled_for_ms, bool)
-        or not isinstance(scheduled_for_ms, int)
-        or not 0 <= scheduled_for_ms <= MAX_TIMESTAMP_MS
-    ):
-        raise ValidationError(
-            f"scheduled_for_ms must be Unix milliseconds from 0 to {MAX_TIMESTAMP_MS}, "
-            f"got {shorten(scheduled_for_ms)}",
-            code=CODE_BAD_REQUEST,
-        )
-    return DecayRequest(spec, created_by, scheduled_for_ms)
+    return DecayRequest(spec, created_by, check_scheduled_for_ms(scheduled_for_ms, code=CODE_BAD_REQUEST))
 
 
 def decay_job(

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, case, func, literal, or_, select, update
 
-from memtasks.domain.clock import MAX_TIMESTAMP_MS, MINUTE_MS, Clock, system_clock
+from memtasks.domain.clock import MINUTE_MS, Clock, system_clock
 from memtasks.domain.decay import (
     CODE_CANCELLED,
     CODE_IN_PROGRESS,
@@ -27,6 +27,7 @@ from memtasks.domain.decay import (
     DecayState,
     SummaryMethod,
     check_created_by,
+    check_scheduled_for_ms,
     failure_reason,
 )
 from memtasks.domain.errors import ValidationError
@@ -124,15 +125,7 @@ class DecayJobs:
     ) -> str:
         """Insert a pending job; ``published``: the caller sends its message after commit."""
         check_created_by(created_by)
-        if scheduled_for_ms is not None and (
-            isinstance(scheduled_for_ms, bool)
-            or not isinstance(scheduled_for_ms, int)
-            or not 0 <= scheduled_for_ms <= MAX_TIMESTAMP_MS
-        ):
-            raise ValidationError(
-                f"scheduled_for_ms must be Unix milliseconds between 0 and {MAX_TIMESTAMP_MS}",
-                code=CODE_MALFORMED,
-            )
+        check_scheduled_for_ms(scheduled_for_ms)
         now = self.clock()
         job_id = f"dj_{uuid.uuid4().hex}"
         scheduled = now if scheduled_for_ms is None else scheduled_for_ms
