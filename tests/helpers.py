@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -31,3 +33,24 @@ def all_at_once(count: int, call: Callable[[], T]) -> list[T]:
     with ThreadPoolExecutor(max_workers=count) as pool:
         futures = [pool.submit(run) for _ in range(count)]
         return [f.result() for f in futures]
+
+
+@contextmanager
+def private_redis_server(directory: Path, password: str | None = None) -> Iterator[str]:
+    """A ``redis-server`` of the caller's alone (no persistence), its URL without a database
+    number; stopped afterwards. Tests elsewhere FLUSHALL the shared one. Fails naming the
+    binary when Redis is not installed."""
+    from bench.chaos.redis_server import PrivateRedis, find_redis_server
+
+    binary = find_redis_server()
+    if binary is None:
+        raise AssertionError(
+            "redis-server is not installed: these tests start a private Redis "
+            "(`bash scripts/services.sh --install-redis`)"
+        )
+    server = PrivateRedis(directory, binary, password=password)
+    server.start()
+    try:
+        yield server.server_url
+    finally:
+        server.stop()

@@ -27,19 +27,32 @@ def find_redis_server() -> str | None:
 class PrivateRedis:
     """``redis-server --save "" --appendonly no`` in ``root``, on a port of its own."""
 
-    def __init__(self, root: Path, binary: str) -> None:
+    def __init__(self, root: Path, binary: str, *, password: str | None = None) -> None:
         self.root = root
         self.binary = binary
+        self.password = password
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         root.mkdir(parents=True, exist_ok=True)
 
     @property
+    def server_url(self) -> str:
+        """``redis://[:password@]127.0.0.1:port``, without a database number."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}"
+
+    @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{self.server_url}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, socket_connect_timeout=2)
+        return redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            password=self.password,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+        )
 
     def start(self) -> None:
         argv = [
@@ -56,6 +69,7 @@ class PrivateRedis:
             str(self.root),
             "--protected-mode",
             "yes",
+            *(["--requirepass", self.password] if self.password else []),
         ]
         self.proc = spawn(argv, log=self.root / "redis.log")
         wait_until(self._answers, 20, f"the private redis-server on port {self.port}")

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import itertools
 import re
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,58 +40,22 @@ from memtasks.worker import names
 from memtasks.worker.app import create_app
 from tests.fuzz.budget import fuzz
 from tests.fuzz.strategies import deep, hostile_text, json_values, storable_char, surrogate, unknown_kind
+from tests.helpers import private_redis_server
 from tests.pipeline.fleet import Fleet, fleet_env
 
 pytestmark = [pytest.mark.fuzz, pytest.mark.integration, pytest.mark.redis, pytest.mark.slow]
 
-REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 SETTLE_S = 60.0
 
 
 # ── a private Redis and one worker for the module ────────────────────────────
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A redis-server of this module alone (other tests FLUSHALL the shared one)."""
-    if not Path(REDIS_SERVER).is_file():
-        pytest.fail(f"redis-server is not installed ({REDIS_SERVER}) — run `make services` or install Redis")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("fuzz-redis")
-    proc = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"redis://127.0.0.1:{port}"
-    try:
-        client = redis.Redis.from_url(url)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None, f"{REDIS_SERVER} exited with {proc.returncode}"
-                assert time.monotonic() < deadline, f"{REDIS_SERVER} does not answer on port {port}"
-                time.sleep(0.05)
-        client.close()
+    with private_redis_server(tmp_path_factory.mktemp("fuzz-redis")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 @dataclass

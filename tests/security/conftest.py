@@ -8,9 +8,6 @@ persistence, stopped afterwards): tests elsewhere flush the shared one.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,72 +15,18 @@ import pytest
 import redis
 from sqlalchemy.engine import make_url
 
-from tests.helpers import wait_for
+from tests.helpers import private_redis_server
 from tests.pipeline.fleet import Fleet
 
 SECRET = "s3cret-Pw-7f1d9c"
 """The password of every URL in these tests: it must never be shown."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``redis://:SECRET@127.0.0.1:PORT`` of a Redis started for this session (no database number)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail(
-            "redis-server is not installed: the security tests start a private Redis "
-            "(`bash scripts/services.sh --install-redis`)"
-        )
-    directory = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    log = (directory / "redis.log").open("wb")
-    server = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            "--requirepass",
-            SECRET,
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    client = redis.Redis(host="127.0.0.1", port=port, password=SECRET, socket_connect_timeout=1)
-
-    def answers() -> bool:
-        if server.poll() is not None:
-            raise AssertionError(f"redis-server exited: {(directory / 'redis.log').read_text()[-2000:]}")
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    try:
-        wait_for(answers, timeout=20, interval=0.05)
-        client.close()
-        yield f"redis://:{SECRET}@127.0.0.1:{port}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=10)
-        log.close()
+    with private_redis_server(tmp_path_factory.mktemp("redis"), password=SECRET) as url:
+        yield url
 
 
 def _flushed(url: str) -> str:

@@ -15,12 +15,13 @@ from typing import Any
 
 import pytest
 
+from bench.chaos.procs import free_port
 from memtasks.cli import fleet as fleet_cli
 from memtasks.cli import main
 from memtasks.cli.fleet import flower_auth_problem
 from tests.deploy.test_deploy import CHART, COMPOSE, SYSTEMD, load_yaml, parse_env_file, parse_unit, single
 from tests.pipeline.fleet import ROOT, Fleet, fleet_env, wait_until
-from tests.security.conftest import SECRET, assert_no_secret, free_port
+from tests.security.conftest import SECRET, assert_no_secret
 
 pytestmark = pytest.mark.security
 

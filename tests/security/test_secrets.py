@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import create_engine
 
+from bench.chaos.procs import free_port
 from memtasks.config import load_settings
 from memtasks.domain.errors import MemtasksError
 from memtasks.domain.masking import mask_url, mask_urls_in
@@ -29,7 +30,7 @@ from memtasks.worker.app import create_app
 from tests.helpers import wait_for
 from tests.pipeline.fleet import ROOT, Fleet, fleet_env, wait_until
 from tests.pipeline.test_pipeline import client_app, settings_from
-from tests.security.conftest import SECRET, assert_no_secret, free_port, with_password
+from tests.security.conftest import SECRET, assert_no_secret, with_password
 
 pytestmark = pytest.mark.security
 
