@@ -63,9 +63,14 @@ class LeaseKeeper:
 
     def hold(self, lease: Lease, renew: Renew | None = None) -> None:
         with self._cond:
+            idle = not self._held
             self._held[lease.job_id] = _Held(lease, time.monotonic() + self.interval_s, renew)
             self._start_thread()
-            self._cond.notify()
+            # A new lease is due no earlier than every lease already held (each was due at
+            # most one interval after it was taken), so the thread, sleeping until the
+            # earliest, needs waking only when it sleeps with nothing to beat.
+            if idle:
+                self._cond.notify()
 
     def drop(self, lease: Lease) -> None:
         """Stop beating ``lease`` (a newer lease of the same job stays)."""
