@@ -30,32 +30,35 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _seconds(value: object, name: str, *, zero_ok: bool, limit: float, bounds: str) -> float:
+    """``value`` as finite seconds from 0 (or above 0) to ``limit``; ``bounds`` says so."""
+    if not _is_number(value):
+        raise _bad(f"{name} must be a number of seconds, got {shorten(value)}")
+    assert isinstance(value, int | float)
+    # A huge int is refused before float() would overflow on it.
+    seconds = math.inf if isinstance(value, int) and value > limit else float(value)
+    low_ok = seconds >= 0 if zero_ok else seconds > 0
+    if not (math.isfinite(seconds) and low_ok and seconds <= limit):
+        raise _bad(f"{name} must be {bounds} seconds, got {shorten(value)}")
+    return seconds
+
+
 def check_delay_s(value: object, name: str = "delay_s") -> float | None:
     """A delay in seconds: None, or a finite number between 0 and :data:`MAX_DELAY_S`."""
     if value is None:
         return None
-    if not _is_number(value):
-        raise _bad(f"{name} must be a number of seconds, got {shorten(value)}")
-    assert isinstance(value, int | float)
-    if isinstance(value, int) and value > MAX_DELAY_S:
-        raise _bad(f"{name} must be between 0 and {MAX_DELAY_S:.0f} seconds, got {shorten(value)}")
-    seconds = float(value)
-    if not (math.isfinite(seconds) and 0 <= seconds <= MAX_DELAY_S):
-        raise _bad(f"{name} must be between 0 and {MAX_DELAY_S:.0f} seconds, got {shorten(value)}")
-    return seconds
+    return _seconds(value, name, zero_ok=True, limit=MAX_DELAY_S, bounds=f"between 0 and {MAX_DELAY_S:.0f}")
 
 
 def check_interval_s(value: object, name: str = "interval_s") -> float:
     """A sweep interval in seconds: a finite number above 0, at most :data:`MAX_INTERVAL_S`."""
-    if not _is_number(value):
-        raise _bad(f"{name} must be a number of seconds, got {shorten(value)}")
-    assert isinstance(value, int | float)
-    if isinstance(value, int) and value > MAX_INTERVAL_S:
-        raise _bad(f"{name} must be above 0 and at most {MAX_INTERVAL_S:.0f} seconds, got {value}")
-    seconds = float(value)
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_INTERVAL_S):
-        raise _bad(f"{name} must be above 0 and at most {MAX_INTERVAL_S:.0f} seconds, got {shorten(value)}")
-    return seconds
+    return _seconds(
+        value,
+        name,
+        zero_ok=False,
+        limit=MAX_INTERVAL_S,
+        bounds=f"above 0 and at most {MAX_INTERVAL_S:.0f}",
+    )
 
 
 def parse_kinds(value: object, name: str = "kinds") -> list[JobKind]:
