@@ -14,6 +14,7 @@ from typing import Any, cast
 import redis
 
 from bench.chaos.procs import end, free_port, spawn, wait_until
+from memtasks.demo.fleet import redis_server_argv
 
 REDIS_SERVER = "redis-server"
 
@@ -56,17 +57,7 @@ class PrivateRedis:
 
     def start(self) -> None:
         argv = [
-            self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.root),
+            *redis_server_argv(self.binary, self.port, self.root),
             "--protected-mode",
             "yes",
             *(["--requirepass", self.password] if self.password else []),

@@ -45,6 +45,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def redis_server_argv(binary: str, port: int, directory: Path) -> list[str]:
+    """A private ``redis-server``: loopback only, on ``port``, nothing persisted, files in
+    ``directory``."""
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+
+
 @dataclass
 class LocalFleet:
     """Every process this fleet started, stopped (and reaped) by :meth:`stop`."""
@@ -87,22 +105,7 @@ class LocalFleet:
                 "(`bash scripts/services.sh`, or apt-get install redis-server) or set MEMTASKS_BROKER_URL"
             )
         port = free_port()
-        self._start(
-            "redis",
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.log_dir),
-            ],
-        )
+        self._start("redis", redis_server_argv(binary, port, self.log_dir))
         url = f"redis://127.0.0.1:{port}"
         deadline = time.monotonic() + 20
         while not redis_answers(url + "/0"):
