@@ -15,7 +15,7 @@ expressions of literals, and names bound only to literals (in the function or th
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,15 +98,8 @@ class Judge:
             return self.literal(node.left) and self.literal(node.right)
         if isinstance(node, ast.IfExp):
             return self.literal(node.body) and self.literal(node.orelse)
-        if isinstance(node, ast.Name) and node.id not in self._seen:
-            values = self.scope.values_of(node.id)
-            if values is None:
-                return False
-            self._seen.add(node.id)
-            try:
-                return all(self.literal(v) for v in values)
-            finally:
-                self._seen.discard(node.id)
+        if isinstance(node, ast.Name):
+            return self._through_name(node, all, self.literal)
         return False
 
     def stringy(self, node: ast.expr) -> bool:
@@ -134,16 +127,25 @@ class Judge:
             return False
         if isinstance(node, ast.IfExp):
             return self.built(node.body) or self.built(node.orelse)
-        if isinstance(node, ast.Name) and node.id not in self._seen:
-            values = self.scope.values_of(node.id)
-            if values is None:
-                return False
-            self._seen.add(node.id)
-            try:
-                return any(self.built(v) for v in values)
-            finally:
-                self._seen.discard(node.id)
+        if isinstance(node, ast.Name):
+            return self._through_name(node, any, self.built)
         return False
+
+    def _through_name(
+        self, node: ast.Name, combine: Callable[[Iterable[bool]], bool], test: Callable[[ast.expr], bool]
+    ) -> bool:
+        """``test`` on every value the name is assigned in scope, combined; False for a name
+        with no known value or one already being followed (a cycle)."""
+        if node.id in self._seen:
+            return False
+        values = self.scope.values_of(node.id)
+        if values is None:
+            return False
+        self._seen.add(node.id)
+        try:
+            return combine(test(v) for v in values)
+        finally:
+            self._seen.discard(node.id)
 
 
 def _sql_argument(call: ast.Call) -> ast.expr | None:
