@@ -201,9 +201,10 @@ class MemtasksClient:
     def fresh(cls, database_url: str = PG_BENCH, drain_batch: int = 0) -> MemtasksClient:
         from memtasks.config import load_settings
         from memtasks.storage.engine import get_engine, reset_registry
-        from memtasks.storage.jobs_repo import MemTreeJobs
+        from memtasks.storage.mem_tree_queue import MemTreeJobs
         from memtasks.storage.tables import mem_tree_jobs
-        from memtasks.worker.app import CeleryPublisher, create_app
+        from memtasks.worker.conf import client_app
+        from memtasks.worker.publisher import CeleryPublisher
 
         flush_redis()
         environment = env(database_url=database_url, drain_batch=str(drain_batch))
@@ -213,7 +214,7 @@ class MemtasksClient:
         engine = get_engine(database_url)
         with engine.begin() as conn:
             conn.execute(mem_tree_jobs.delete())
-        app = create_app(settings)
+        app = client_app(settings)
         return cls(environment, engine, MemTreeJobs(engine), app, CeleryPublisher(app, settings))
 
     def done(self) -> int:
@@ -311,7 +312,7 @@ def bench_throughput(n: int, rounds: int) -> None:
 def bench_claim_cost(sizes: list[int], claims: int) -> None:
     from memtasks.domain.jobs import JobKind, NewJob
     from memtasks.storage.engine import get_engine, reset_registry
-    from memtasks.storage.jobs_repo import MemTreeJobs
+    from memtasks.storage.mem_tree_queue import MemTreeJobs
     from memtasks.storage.tables import mem_tree_jobs
 
     reset_registry()
@@ -353,7 +354,7 @@ def bench_claim_cost(sizes: list[int], claims: int) -> None:
 def bench_enqueue(n: int) -> None:
     from memtasks.domain.jobs import JobKind, NewJob
     from memtasks.storage.engine import get_engine, reset_registry
-    from memtasks.storage.jobs_repo import MemTreeJobs
+    from memtasks.storage.mem_tree_queue import MemTreeJobs
     from memtasks.storage.tables import mem_tree_jobs
 
     reset_registry()

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memtasks.domain.errors import ConfigurationError
 from memtasks.domain.masking import mask_url
+from memtasks.domain.sweeps import SWEEP_NAMES
 from memtasks.domain.urls import check_broker_url, check_redis_url
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)]
@@ -29,20 +30,6 @@ MAX_COUNT = 1_000_000_000
 
 MAX_BATCH = 100_000
 """Upper bound of batch sizes: one statement, one transaction."""
-
-SWEEP_NAMES = frozenset(
-    {
-        "consolidate",
-        "recover",
-        "dispatch_due",
-        "flush_stale",
-        "self_heal",
-        "prune_finished",
-        "purge_retrieval_failures",
-        "purge_retired",
-    }
-)
-"""The beat sweeps ``MEMTASKS_BEAT_INTERVALS`` may name (``memtasks.worker.names.SWEEPS``)."""
 
 
 class Settings(BaseSettings):
@@ -67,7 +54,8 @@ class Settings(BaseSettings):
     backoff_base_s: PositiveSeconds = 60.0
     backoff_cap_s: PositiveSeconds = 3600.0
     backoff_jitter: float = Field(default=0.1, ge=0, le=1)
-    max_attempts: int = Field(default=5, ge=1, le=100)
+    max_attempts: int = Field(default=5, ge=1, le=100, description="attempts of a memory-tree job")
+    decay_max_attempts: int = Field(default=3, ge=1, le=100, description="attempts of a decay job")
     defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
     retention_days: PositiveSeconds = 14.0
 

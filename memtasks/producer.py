@@ -17,6 +17,11 @@ down) or that the caller never makes loses nothing; the job starts a sweep later
 
 Producers without database access use ``send_task`` with the task names of
 :mod:`memtasks.worker.names` instead (see the README).
+
+Importing this module does nothing (no environment read, no connection, nothing patched);
+a :class:`Producer` reads its settings when made and connects on first use. It publishes
+through a Celery client app of its own (:func:`memtasks.worker.conf.client_app`): the
+broker configuration of the workers, no tasks, no worker.
 """
 
 from __future__ import annotations
@@ -28,16 +33,18 @@ from celery import Celery
 from sqlalchemy import Connection
 
 from memtasks.config import Settings, load_settings
-from memtasks.domain.decay import DecaySpec, SummaryMethod
+from memtasks.domain.decay import DecaySpec
 from memtasks.domain.jobs import NewJob
 from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services import intake
 from memtasks.services.mem_tree import Followup
+from memtasks.services.publishing import DecayMessage
 from memtasks.services.retrieval_failures import RetrievalFailureLogger
 from memtasks.services.runtime import Runtime, open_runtime
 from memtasks.worker import names
-from memtasks.worker.app import CeleryPublisher, create_app
+from memtasks.worker.conf import client_app
+from memtasks.worker.publisher import CeleryPublisher
 
 log = logging.getLogger("memtasks.producer")
 
@@ -71,7 +78,7 @@ class Producer:
     @property
     def app(self) -> Celery:
         if self._app is None:
-            self._app = create_app(self.settings)
+            self._app = client_app(self.settings)
         return self._app
 
     def close(self) -> None:
@@ -149,7 +156,7 @@ class Producer:
         LLM-summary jobs are never published: an operator runs them with an attestation.
         """
         request = intake.check_decay_job(spec, created_by, scheduled_for_ms)
-        publish = conn is None and scheduled_for_ms is None and spec.method is not SummaryMethod.LLM_SUMMARY
+        publish = conn is None and scheduled_for_ms is None and not spec.needs_operator
         job_id = self.runtime.decay.enqueue(
             spec,
             created_by=request.created_by,
@@ -159,7 +166,7 @@ class Producer:
         )
         if publish:
             try:
-                self._publisher().decay([job_id])
+                self._publisher().decay([DecayMessage(job_id, spec.kind.value)])
             except Exception as exc:
                 log.warning(
                     "memtasks.producer: could not publish decay job %s (%s); redispatch will",
@@ -167,6 +174,23 @@ class Producer:
                     mask_urls_in(str(exc)),
                 )
         return job_id
+
+    def submit_decay(self, job_id: str, attestation: str) -> bool:
+        """Hand a pending LLM-summary job to the fleet with its operator's attestation: a worker
+        on the ``llm`` queue verifies it, takes an LLM permit and runs it. False when the job
+        is not a pending LLM summary."""
+        job = self.runtime.decay.get(job_id)
+        if job is None or not self.runtime.decay.attach_attestation(job_id, attestation):
+            return False
+        try:
+            self._publisher().decay([DecayMessage(job_id, job.kind, llm=True)])
+        except Exception as exc:
+            log.warning(
+                "memtasks.producer: could not publish decay job %s (%s); the dispatch sweep will",
+                job_id,
+                mask_urls_in(str(exc)),
+            )
+        return True
 
     # ── retrieval failures ───────────────────────────────────────────────────
 

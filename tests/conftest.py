@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import FrozenClock
 from memtasks.storage.engine import EngineOptions, get_engine, reset_registry
-from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
+from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.queue import QueueConfig
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")

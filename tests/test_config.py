@@ -21,7 +21,7 @@ def test_default_database_is_a_sqlite_file_under_the_data_dir(
     settings = load_settings()
     assert settings.resolved_database_url == f"sqlite:///{tmp_path}/data/memtasks.sqlite3"
     runtime = open_runtime(settings)
-    assert runtime.jobs.count_total() == 0
+    assert runtime.jobs.admin.count_total() == 0
     assert (tmp_path / "data" / "memtasks.sqlite3").exists()
 
 

@@ -10,10 +10,13 @@ from rich.table import Table
 from memtasks.cli.common import emit_json, fail, out, plain, state, when
 from memtasks.domain.errors import UnknownJobKind
 from memtasks.domain.jobs import JobKind, JobStatus
+from memtasks.services.admin import JobsAdmin
 
 app = typer.Typer(help="Inspect and act on single jobs.", no_args_is_help=True)
 
-DECAY_PREFIX = "dj_"
+
+def _admin(ctx: typer.Context) -> JobsAdmin:
+    return JobsAdmin(state(ctx).runtime)
 
 
 def _status(value: str | None) -> JobStatus | None:
@@ -45,7 +48,7 @@ def list_jobs(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The newest memory-tree jobs first."""
-    jobs = state(ctx).runtime.jobs.list_jobs(status=_status(status), kind=_kind(kind), limit=limit)
+    jobs = _admin(ctx).list_mem_tree(status=_status(status), kind=_kind(kind), limit=limit)
     if as_json:
         emit_json(jobs)
         return
@@ -68,8 +71,7 @@ def list_jobs(
 @app.command("show")
 def show(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every field of one job (memory-tree ``job:…`` or decay ``dj_…``)."""
-    runtime = state(ctx).runtime
-    record: Any = runtime.decay.get(job_id) if job_id.startswith(DECAY_PREFIX) else runtime.jobs.get(job_id)
+    record: Any = _admin(ctx).show(job_id)
     if record is None:
         fail(f"no job {job_id!r}", "list jobs with `memtasks jobs list`")
     if as_json:
@@ -81,22 +83,18 @@ def show(ctx: typer.Context, job_id: str, as_json: bool = typer.Option(False, "-
 
 @app.command("retry")
 def retry(ctx: typer.Context, job_id: str) -> None:
-    """Put a failed memory-tree job back to ready with fresh attempts."""
-    job = state(ctx).runtime.jobs.retry(job_id)
+    """Put a failed job back to ready with fresh attempts."""
+    job = _admin(ctx).retry(job_id)
     out.print(f"{job.id} is ready again (attempts reset); a dispatch sweep publishes it", markup=False)
 
 
 @app.command("cancel")
 def cancel(ctx: typer.Context, job_id: str) -> None:
     """Cancel a job that has not started (ready memory-tree job, pending decay job)."""
-    runtime = state(ctx).runtime
-    if job_id.startswith(DECAY_PREFIX):
-        if runtime.decay.get(job_id) is None:
-            fail(f"no job {job_id!r}", "list jobs with `memtasks jobs list`")
-        cancelled = runtime.decay.cancel(job_id)
-    else:
-        cancelled = runtime.jobs.cancel(job_id)
-    if not cancelled:
+    admin = _admin(ctx)
+    if admin.is_decay(job_id) and admin.show(job_id) is None:
+        fail(f"no job {job_id!r}", "list jobs with `memtasks jobs list`")
+    if not admin.cancel(job_id):
         fail(f"job {job_id} has already started or finished: only waiting jobs can be cancelled")
     out.print(f"{job_id} cancelled", markup=False)
 
@@ -107,6 +105,6 @@ def requeue(
         False, "--transient-only", help="leave unrecoverable failures (bad input) failed"
     ),
 ) -> None:
-    """Failed memory-tree jobs back to ready with fresh attempts."""
-    count = state(ctx).runtime.jobs.requeue_failed(transient_only=transient_only)
+    """Failed jobs (memory-tree and decay) back to ready with fresh attempts."""
+    count = _admin(ctx).requeue_failed(transient_only=transient_only)
     out.print(f"{count} failed jobs requeued{' (transient only)' if transient_only else ''}", markup=False)

@@ -9,14 +9,13 @@ from rich.table import Table
 
 from memtasks.cli.common import emit_json, fail, out, state
 from memtasks.domain.clock import HOUR_MS
-from memtasks.domain.decay import SummaryMethod
-from memtasks.locks import RedisLockGate
-from memtasks.services.attestation import AttestationVerifier, load_public_key
-from memtasks.services.consolidation import DEFAULT_LOCK_NAME, ConsolidationReport, Consolidator
-from memtasks.services.decay_runner import DecayRunner, SummaryBackend
-from memtasks.services.pipeline import load_object
-from memtasks.services.runtime import consolidation_config
-from memtasks.storage.retrieval_repo import RetrievalFailures
+from memtasks.services.attestation import AttestationVerifier
+from memtasks.services.consolidation_report import ConsolidationReport
+from memtasks.services.decay_runner import DecayRunner
+from memtasks.services.holding import holding_for
+from memtasks.services.maintenance import consolidator_for
+from memtasks.services.plugins import attestation_verifier, summary_backend
+from memtasks.services.retrieval_failures import retrieval_report
 
 decay_app = typer.Typer(help="Decay jobs that need an operator.", no_args_is_help=True)
 failures_app = typer.Typer(help="Retrieval failures.", no_args_is_help=True)
@@ -29,12 +28,7 @@ def consolidate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run consolidation once (through its gates unless --force) and print the result."""
-    s = state(ctx)
-    settings = s.settings
-    gate = RedisLockGate.from_url(
-        settings.lock_redis_url, DEFAULT_LOCK_NAME, ttl_s=settings.consolidate_lock_ttl_s
-    )
-    consolidator = Consolidator(s.runtime.engine, gate, consolidation_config(settings), s.runtime.jobs.clock)
+    consolidator = consolidator_for(state(ctx).runtime)
     if dry_run:
         report = consolidator.dry_run("manual")
     elif force:
@@ -61,19 +55,14 @@ def _print_report(report: ConsolidationReport) -> None:
 
 
 def _verifier(key_path: str | None, model: str | None, prompt_hash: str | None) -> AttestationVerifier | None:
-    if key_path is None and model is None and prompt_hash is None:
-        return None
-    if key_path is None or model is None or prompt_hash is None:
-        fail(
-            "an LLM summary needs the operator key, the model and the prompt-template hash",
-            "set --operator-key, --model and --prompt-hash (or MEMTASKS_OPERATOR_PUBLIC_KEY, "
-            "MEMTASKS_LLM_MODEL, MEMTASKS_LLM_PROMPT_TEMPLATE_HASH)",
-        )
+    return attestation_verifier(key_path, model, prompt_hash)
+
+
+def _read(path: Path, what: str) -> bytes:
     try:
-        key = load_public_key(Path(key_path).read_bytes())
+        return path.read_bytes()
     except OSError as exc:
-        fail(f"cannot read the operator key {key_path}: {exc.strerror}")
-    return AttestationVerifier(key, model, prompt_hash)
+        fail(f"cannot read the {what} {path}: {exc.strerror}")
 
 
 @decay_app.command("run")
@@ -87,7 +76,8 @@ def decay_run(
     model: str | None = typer.Option(None, "--model", envvar="MEMTASKS_LLM_MODEL"),
     prompt_hash: str | None = typer.Option(None, "--prompt-hash", envvar="MEMTASKS_LLM_PROMPT_TEMPLATE_HASH"),
 ) -> None:
-    """Run one decay job now. The only way an LLM-summary job runs: with its attestation."""
+    """Run one decay job here, now. An LLM summary runs only with its attestation, holding one
+    of the fleet's LLM permits."""
     s = state(ctx)
     job = s.runtime.decay.get(job_id)
     if job is None:
@@ -96,20 +86,15 @@ def decay_run(
         fail(f"{job_id} is {job.state.value}: nothing ran", "enqueue a new decay job")
     document: bytes | None = None
     if attestation is not None:
-        try:
-            document = attestation.read_bytes()
-        except OSError as exc:
-            fail(f"cannot read the attestation {attestation}: {exc.strerror}")
-    elif job.summary_method == SummaryMethod.LLM_SUMMARY.value:
+        document = _read(attestation, "attestation")
+    elif job.needs_operator:
         fail(f"{job_id} is an LLM-summary job", "it runs only with --attestation FILE signed by an operator")
-    backend: SummaryBackend | None = None
-    if s.settings.summary_backend is not None:
-        backend = load_object(s.settings.summary_backend, "MEMTASKS_SUMMARY_BACKEND")
     runner = DecayRunner(
         s.runtime.engine,
         s.runtime.decay,
-        summary_backend=backend,
+        summary_backend=summary_backend(s.settings),
         verifier=_verifier(operator_key, model, prompt_hash),
+        holding=holding_for(s.settings) if job.needs_operator else None,
     )
     outcome = runner.run_by_id(job_id, document)
     if not outcome.ran:
@@ -120,6 +105,26 @@ def decay_run(
     out.print(f"{job_id} {outcome.state.value}: summary memory {outcome.result_memory_id}", markup=False)
 
 
+@decay_app.command("submit")
+def decay_submit(
+    ctx: typer.Context,
+    job_id: str,
+    attestation: Path = typer.Option(..., "--attestation", help="the operator's signed attestation (JSON)"),
+) -> None:
+    """Hand a pending LLM-summary job to the fleet with its attestation: a worker on the ``llm``
+    queue verifies it again, takes an LLM permit and runs it (retrying transient errors)."""
+    from memtasks.producer import Producer  # the Celery client: see memtasks.cli.demo
+
+    document = _read(attestation, "attestation").decode("utf-8", "replace")
+    producer = Producer(state(ctx).settings)
+    try:
+        if not producer.submit_decay(job_id, document):
+            fail(f"{job_id} is not a pending LLM-summary job", "see it with `memtasks jobs show`")
+    finally:
+        producer.close()
+    out.print(f"{job_id} handed to the fleet (queue llm)", markup=False)
+
+
 @failures_app.command("report")
 def failures_report(
     ctx: typer.Context,
@@ -128,9 +133,7 @@ def failures_report(
 ) -> None:
     """Retrieval failures grouped by type and strategy over the last --hours."""
     s = state(ctx)
-    summaries = RetrievalFailures(s.runtime.engine, clock=s.runtime.jobs.clock).report_window(
-        int(hours * HOUR_MS)
-    )
+    summaries = retrieval_report(s.runtime.engine, int(hours * HOUR_MS), s.runtime.jobs.clock)
     if as_json:
         emit_json(summaries)
         return

@@ -9,6 +9,7 @@ from enum import StrEnum
 
 from memtasks.domain.clock import MAX_TIMESTAMP_MS
 from memtasks.domain.errors import IllegalTransition, ValidationError
+from memtasks.domain.lifecycle import DECAY_WORDS, TERMINAL, TRANSITIONS
 from memtasks.domain.text import shorten, unstorable
 
 
@@ -16,6 +17,11 @@ class DecayKind(StrEnum):
     CANDIDATE_COMPRESSION = "candidate_compression"
     EPISODE_COMPRESSION = "episode_compression"
     EXPIRED_PRINCIPLE_REVIEW = "expired_principle_review"
+
+    @property
+    def priority(self) -> int:
+        """Claim and message order within a queue (lower first): :data:`DECAY_PRIORITY`."""
+        return DECAY_PRIORITY[self]
 
 
 class SummaryMethod(StrEnum):
@@ -35,18 +41,13 @@ class DecayState(StrEnum):
         return self in DECAY_TERMINAL
 
 
-DECAY_TERMINAL: frozenset[DecayState] = frozenset(
-    {DecayState.COMPLETED, DecayState.FAILED, DecayState.CANCELLED}
-)
+DECAY_TERMINAL: frozenset[DecayState] = frozenset(DecayState(DECAY_WORDS.word(p)) for p in TERMINAL)
 
 DECAY_TRANSITIONS: Mapping[DecayState, frozenset[DecayState]] = {
-    DecayState.PENDING: frozenset({DecayState.IN_PROGRESS, DecayState.CANCELLED}),
-    # settle, or a recovered lease back to pending
-    DecayState.IN_PROGRESS: frozenset({DecayState.COMPLETED, DecayState.FAILED, DecayState.PENDING}),
-    DecayState.COMPLETED: frozenset(),
-    DecayState.FAILED: frozenset(),
-    DecayState.CANCELLED: frozenset(),
+    DecayState(DECAY_WORDS.word(current)): frozenset(DecayState(DECAY_WORDS.word(t)) for t in targets)
+    for current, targets in TRANSITIONS.items()
 }
+"""The lifecycle's table (:data:`memtasks.domain.lifecycle.TRANSITIONS`) in the seed's words."""
 
 
 def check_decay_transition(current: DecayState, target: DecayState) -> None:
@@ -96,6 +97,15 @@ def check_scheduled_for_ms(value: object, *, code: str = CODE_MALFORMED) -> int 
             code=code,
         )
     return value
+
+
+DECAY_PRIORITY: Mapping[DecayKind, int] = {
+    DecayKind.CANDIDATE_COMPRESSION: 4,
+    DecayKind.EXPIRED_PRINCIPLE_REVIEW: 4,
+    DecayKind.EPISODE_COMPRESSION: 5,
+}
+"""Claim and message order within a queue, on the memory-tree kinds' scale (seal 1 … the rest 4):
+candidate memories are what retrieval reads today; old episodes can wait behind them."""
 
 
 SOURCE_PREFIX: Mapping[DecayKind, str] = {
@@ -163,6 +173,10 @@ class DecaySpec:
             raise ValidationError(
                 f"{self.kind.value} takes only {prefix}… ids", code=CODE_SOURCE_KIND_MISMATCH
             )
+
+    @property
+    def priority(self) -> int:
+        return DECAY_PRIORITY[self.kind]
 
     @property
     def needs_operator(self) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 from memtasks.domain.clock import MAX_TIMESTAMP_MS
 from memtasks.domain.errors import IllegalTransition, MalformedPayload, UnknownJobKind
+from memtasks.domain.lifecycle import ACTIVE, MEM_TREE_WORDS, TERMINAL, TRANSITIONS
 from memtasks.domain.text import unstorable
 
 
@@ -79,19 +80,14 @@ class JobStatus(StrEnum):
         return self in ACTIVE_STATUSES
 
 
-TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED})
-ACTIVE_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.READY, JobStatus.RUNNING})
+TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(JobStatus(MEM_TREE_WORDS.word(p)) for p in TERMINAL)
+ACTIVE_STATUSES: frozenset[JobStatus] = frozenset(JobStatus(MEM_TREE_WORDS.word(p)) for p in ACTIVE)
 
 ALLOWED_TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
-    # claim, cancel
-    JobStatus.READY: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED}),
-    # settle done/failed, retry/defer/recover/release back to ready
-    JobStatus.RUNNING: frozenset({JobStatus.DONE, JobStatus.FAILED, JobStatus.READY}),
-    JobStatus.DONE: frozenset(),
-    # an operator's requeue
-    JobStatus.FAILED: frozenset({JobStatus.READY}),
-    JobStatus.CANCELLED: frozenset(),
+    JobStatus(MEM_TREE_WORDS.word(current)): frozenset(JobStatus(MEM_TREE_WORDS.word(t)) for t in targets)
+    for current, targets in TRANSITIONS.items()
 }
+"""The lifecycle's table (:data:`memtasks.domain.lifecycle.TRANSITIONS`) in this table's words."""
 
 
 def check_transition(current: JobStatus, target: JobStatus) -> None:
@@ -267,7 +263,14 @@ class NewJob:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Proof of a claim: a settle is applied only while this lease still holds the row."""
+    """Proof of a claim: a settle is applied only while this lease still holds the row.
+
+    ``attempt`` and ``max_attempts`` are the row's counts as the claim left them; nobody but
+    the lease holder changes them while the lease holds, so a failed settle decides its
+    retry from them without reading the row again.
+    """
 
     job_id: str
     token: str
+    attempt: int = 1
+    max_attempts: int = 1

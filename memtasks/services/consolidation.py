@@ -34,7 +34,6 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
@@ -48,7 +47,6 @@ from memtasks.domain.gates import (
     GateDecision,
     RunOutcome,
     check_trigger,
-    decided_by,
     gates_json,
     last_run_value,
     parse_last_run,
@@ -57,6 +55,13 @@ from memtasks.domain.gates import (
     time_gate,
 )
 from memtasks.locks import LockHold, LockUnavailable, RedisLockGate
+from memtasks.services.consolidation_report import (
+    ConsolidationReport,
+    Progress,
+    describe,
+    elapsed_ms,
+    forced_note,
+)
 from memtasks.storage.consolidation_repo import ConsolidationRepo
 from memtasks.storage.facts_repo import Facts
 
@@ -64,40 +69,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_NAME = "memtasks:lock:consolidate"
 LOG_PREFIX = "memtasks.consolidation"
-
-
-@dataclass(frozen=True, slots=True)
-class ConsolidationReport:
-    """What one call did. For a dry run, the counts are what a run would delete now."""
-
-    trigger: str
-    dry_run: bool
-    outcome: RunOutcome
-    gates: tuple[GateDecision, ...]
-    started_at_ms: int
-    finished_at_ms: int
-    duration_ms: int
-    run_id: int
-    messages_pruned: int = 0
-    outcomes_pruned: int = 0
-    forced: bool = False
-    last_run_written: bool = False
-
-    @property
-    def ran(self) -> bool:
-        """True when the prune ran (or, for a dry run, the counting did)."""
-        return self.outcome is RunOutcome.RAN
-
-    @property
-    def decided_by(self) -> Gate | None:
-        """The gate that rejected the run (for a dry run: that would have), or ``None``."""
-        return decided_by(self.gates)
-
-
-@dataclass(slots=True)
-class _Progress:
-    messages: int = 0
-    outcomes: int = 0
 
 
 class Consolidator:
@@ -181,7 +152,7 @@ class Consolidator:
         )
         messages = self.repo.count_prunable_messages(self.config.message_cutoff_ms(started_ms))
         outcomes = self.repo.count_excess_outcomes(self.config.max_outcomes_per_sender)
-        finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+        finished_ms, duration_ms = self.clock(), elapsed_ms(t0)
         run_id = self.repo.record_run(
             started_at_ms=started_ms,
             finished_at_ms=finished_ms,
@@ -246,11 +217,11 @@ class Consolidator:
         forced: bool,
     ) -> ConsolidationReport:
         cfg = self.config
-        extra = _forced_note(forced)
+        extra = forced_note(forced)
         run_id = self.repo.start_run(
             started_at_ms=started_ms, trigger=trigger, dry_run=False, gates_json=gates_json(gates, **extra)
         )
-        progress = _Progress()
+        progress = Progress()
 
         def after_messages(deleted: int) -> None:
             progress.messages += deleted
@@ -271,7 +242,7 @@ class Consolidator:
             )
             held.check()
             value = last_run_value(started_ms)
-            finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+            finished_ms, duration_ms = self.clock(), elapsed_ms(t0)
             with self.engine.begin() as conn:
                 if value is not None:
                     self.facts.upsert(SYSTEM_SENDER, LAST_CONSOLIDATED_KEY, value, conn=conn)
@@ -320,14 +291,14 @@ class Consolidator:
     def _skip(
         self, trigger: str, started_ms: int, t0: float, gates: Sequence[GateDecision], *, forced: bool = False
     ) -> ConsolidationReport:
-        finished_ms, duration_ms = self.clock(), _elapsed_ms(t0)
+        finished_ms, duration_ms = self.clock(), elapsed_ms(t0)
         run_id = self.repo.record_run(
             started_at_ms=started_ms,
             finished_at_ms=finished_ms,
             trigger=trigger,
             dry_run=False,
             outcome=RunOutcome.SKIPPED,
-            gates_json=gates_json(gates, **_forced_note(forced)),
+            gates_json=gates_json(gates, **forced_note(forced)),
             duration_ms=duration_ms,
         )
         rejected = gates[-1]
@@ -364,25 +335,25 @@ class Consolidator:
                 trigger=trigger,
                 dry_run=False,
                 outcome=RunOutcome.FAILED,
-                gates_json=gates_json(gates, **_forced_note(forced)),
-                duration_ms=_elapsed_ms(t0),
-                error=_describe(exc),
+                gates_json=gates_json(gates, **forced_note(forced)),
+                duration_ms=elapsed_ms(t0),
+                error=describe(exc),
             )
         except Exception:
             log.exception("%s could not record the failed run in the ledger", LOG_PREFIX)
-        log.error("%s failed trigger=%s: %s", LOG_PREFIX, trigger, _describe(exc))
+        log.error("%s failed trigger=%s: %s", LOG_PREFIX, trigger, describe(exc))
 
-    def _settle_failed(self, run_id: int, t0: float, progress: _Progress, exc: BaseException) -> None:
+    def _settle_failed(self, run_id: int, t0: float, progress: Progress, exc: BaseException) -> None:
         """Settle a started run as failed with what it deleted so far; never raises."""
         try:
             self.repo.finish_run(
                 run_id,
                 outcome=RunOutcome.FAILED,
                 finished_at_ms=self.clock(),
-                duration_ms=_elapsed_ms(t0),
+                duration_ms=elapsed_ms(t0),
                 messages_pruned=progress.messages,
                 outcomes_pruned=progress.outcomes,
-                error=_describe(exc),
+                error=describe(exc),
             )
         except Exception:
             log.exception("%s could not settle failed run %d in the ledger", LOG_PREFIX, run_id)
@@ -392,18 +363,5 @@ class Consolidator:
             run_id,
             progress.messages,
             progress.outcomes,
-            _describe(exc),
+            describe(exc),
         )
-
-
-def _forced_note(forced: bool) -> dict[str, DetailValue]:
-    return {"bypassed": "time,session"} if forced else {}
-
-
-def _elapsed_ms(t0: float) -> int:
-    return max(0, int((time.monotonic() - t0) * 1000))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

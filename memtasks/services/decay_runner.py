@@ -6,17 +6,20 @@ Guarantees:
   ``completed`` settle commit in one transaction. The settle is fenced by the claim's lease;
   when the lease was lost (recovered and re-claimed elsewhere) everything rolls back and
   :class:`SettleFenced` is raised.
-- **Fail closed**: any error of a dispatched job settles it ``failed`` with the error's stable
-  invariant code, else its message, else ``decay.runner.failure``; then the original
-  exception is re-raised (a note on it names the job and reason). Validation problems
-  (missing sources, mixed kinds, attestation rejections, a refusing backend) are
-  :class:`~memtasks.domain.errors.ValidationError` with a ``code``; a summary backend's own
-  exception is re-raised as it is.
-- **LLM summaries need an operator**: :meth:`DecayRunner.run_next` never claims an LLM job
-  unless asked (unattended workers leave them pending); an LLM job runs only with an
-  attestation for that very job that :class:`AttestationVerifier` accepts — the job's
-  ``attestation_required`` flag cannot waive it — and only with the pinned model and prompt
-  hash handed to the backend. The default backend refuses.
+- **Retry or fail closed, as every job**: input that can never succeed (missing sources,
+  mixed kinds, attestation rejections, a refusing backend: a
+  :class:`~memtasks.domain.errors.ValidationError` with a ``code``) fails the job at once as
+  unrecoverable; any other error (a summary backend's timeout) is transient: the job is
+  pending again after ``min(base × 2^(attempt−1), cap)`` until its attempts are spent. The
+  reason recorded is the error's stable invariant code, else its message, else
+  ``decay.runner.failure``; the original exception is re-raised after the settle (a note
+  on it names the job, the reason and whether it retries).
+- **LLM summaries need an operator**: unattended workers claim an LLM job only once an
+  operator handed it to the fleet with an attestation (:meth:`DecayJobs.attach_attestation`);
+  it runs only with an attestation for that very job that :class:`AttestationVerifier`
+  accepts — the job's ``attestation_required`` flag cannot waive it — and only with the
+  pinned model and prompt hash handed to the backend. The default backend refuses. Whoever
+  runs it, a worker or an operator's ``memtasks decay run``, holds a fleet-wide LLM permit.
 - **Idempotent by id**: :meth:`DecayRunner.run_by_id` on a terminal job is a no-op; not found,
   a malformed row, or a job in progress elsewhere → :class:`ValidationError` (from
   :meth:`DecayJobs.claim`).
@@ -24,6 +27,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,17 +35,21 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine
 
 from memtasks.domain.attestation import CODE_NO_OPERATOR_KEY, AttestationError, parse_attestation
-from memtasks.domain.clock import Clock
+from memtasks.domain.clock import SECOND_MS, Clock
 from memtasks.domain.compression import CompressionPolicy, Source, Summary, compress, summarise_with
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod, failure_reason
 from memtasks.domain.errors import LeaseLost, ValidationError
-from memtasks.domain.jobs import Lease
+from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.services.attestation import AttestationVerifier
-from memtasks.storage.decay_repo import DecayJob, DecayJobs, log_stage
+from memtasks.services.holding import Holding, Permit, PermitsBusy
+from memtasks.storage.decay_queue import DecayJob, DecayJobs, log_stage
 from memtasks.storage.memory_repo import MemoryStore
+
+log = logging.getLogger("memtasks.decay")
 
 CODE_BACKEND_REFUSED = "decay.llm_summary.backend_refused"
 MAX_REASON_CHARS = 2000
+PERMIT_WAIT_MS = 5 * SECOND_MS
 
 AttestationSource = Callable[[str], bytes | str | None]
 """Given a job id, the operator attestation document for it, or None."""
@@ -85,6 +93,17 @@ class RunOutcome:
     result_memory_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class FleetRun:
+    """What a worker's run of a decay job did (the task's result, shown by Flower)."""
+
+    job_id: str
+    outcome: str
+    attempts: int = 0
+    result_memory_id: str | None = None
+    error: str | None = None
+
+
 class DecayRunner:
     """The decay-job use case. No Celery here; the clock defaults to ``decay_jobs.clock``."""
 
@@ -98,6 +117,7 @@ class DecayRunner:
         verifier: AttestationVerifier | None = None,
         memories: MemoryStore | None = None,
         policy: CompressionPolicy | None = None,
+        holding: Holding | None = None,
     ) -> None:
         self.engine = engine
         self.decay_jobs = decay_jobs
@@ -108,25 +128,29 @@ class DecayRunner:
         self.verifier = verifier
         self.memories = MemoryStore(engine, clock=self.clock) if memories is None else memories
         self.policy = CompressionPolicy() if policy is None else policy
+        self.holding = Holding() if holding is None else holding
 
-    # ── entry points ─────────────────────────────────────────────────────────
+    # ── an operator's entry points ───────────────────────────────────────────
 
     def run_next(
         self, include_llm: bool = False, *, attestation_for: AttestationSource | None = None
     ) -> str | None:
         """Run the first due pending job; its id, or None when there is none.
 
-        Unattended (the default), LLM-summary jobs are never picked: they stay pending for an
-        operator. With ``include_llm``, an LLM job runs with ``attestation_for(job_id)``; without
-        a valid one it is failed (fail closed). Errors as in :meth:`run_by_id`.
+        Unattended (the default), LLM-summary jobs are picked only once an operator handed
+        them to the fleet. With ``include_llm``, an LLM job runs with ``attestation_for(job_id)``;
+        without a valid one it is failed (fail closed). Errors as in :meth:`run_by_id`.
         """
-        job = self.decay_jobs.claim_next(include_llm=include_llm)
-        if job is None:
-            return None
-        attestation = None
-        if attestation_for is not None and job.summary_method == SummaryMethod.LLM_SUMMARY.value:
-            attestation = attestation_for(job.id)
-        self._run(job, attestation)
+        with self.holding.permit(include_llm) as permit:
+            if not permit.granted:
+                raise PermitsBusy()
+            job = self.decay_jobs.claim_next(include_llm=include_llm)
+            if job is None:
+                return None
+            attestation = None
+            if attestation_for is not None and job.needs_operator:
+                attestation = attestation_for(job.id)
+            self._run(job, attestation, permit)
         return job.id
 
     def run_by_id(self, job_id: str, attestation: bytes | str | None = None) -> RunOutcome:
@@ -135,46 +159,118 @@ class DecayRunner:
 
         Terminal → no-op (``ran`` False, row untouched). Not found / malformed / in progress
         → :class:`ValidationError` with ``decay.job.*`` codes, nothing changed. A failed
-        run re-raises its error after the job is settled failed; :class:`SettleFenced` when
-        the lease was lost.
+        run re-raises its error after the job is settled; :class:`SettleFenced` when the
+        lease was lost; :class:`PermitsBusy` (nothing claimed) when an LLM summary finds every
+        fleet-wide LLM permit taken.
         """
-        job = self.decay_jobs.claim(job_id)
-        if job is None:
-            current = self.decay_jobs.get(job_id)
-            if current is None:  # deleted meanwhile
-                raise ValidationError(f"decay job {job_id} not found", code="decay.job.not_found")
-            return RunOutcome(job_id, False, current.state, current.result_memory_id)
-        memory_id = self._run(job, attestation)
+        current = self.decay_jobs.get(job_id)
+        with self.holding.permit(current is not None and current.needs_operator) as permit:
+            if not permit.granted:
+                raise PermitsBusy()
+            job = self.decay_jobs.claim(job_id)
+            if job is None:
+                current = self.decay_jobs.get(job_id)
+                if current is None:  # deleted meanwhile
+                    raise ValidationError(f"decay job {job_id} not found", code="decay.job.not_found")
+                return RunOutcome(job_id, False, current.state, current.result_memory_id)
+            memory_id = self._run(job, attestation, permit)
         return RunOutcome(job_id, True, DecayState.COMPLETED, memory_id)
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a pending job: True when it was pending; not found → ValidationError."""
-        return self.decay_jobs.cancel(job_id)
+        return self.decay_jobs.admin.cancel(job_id)
 
     def cancel_pending(self, *, kind: DecayKind | None = None) -> int:
         """Cancel every pending job (of ``kind``); returns how many."""
-        return self.decay_jobs.cancel_pending(kind=kind)
+        return self.decay_jobs.admin.cancel_ready(kind=None if kind is None else DecayKind(kind).value)
+
+    # ── the fleet's entry point ──────────────────────────────────────────────
+
+    def run_for_fleet(self, job_id: str) -> FleetRun:
+        """What a ``memtasks.decay.run`` message does: the job's row decides.
+
+        Not claimable (gone, done, running elsewhere, not due) → nothing happens. An LLM
+        summary runs only with the attestation an operator stored with it, and only while
+        this worker holds an LLM permit (none free: the job waits a little, unclaimed).
+        """
+        row = self.decay_jobs.get(job_id)
+        if row is None:
+            return FleetRun(job_id, "not_found")
+        if row.needs_operator and row.attestation_json is None:
+            log.warning(
+                "memtasks.decay: %s is an LLM summary: it runs only with `memtasks decay run %s "
+                "--attestation FILE`, or on the fleet after `memtasks decay submit %s --attestation FILE`",
+                job_id,
+                job_id,
+                job_id,
+            )
+            return FleetRun(job_id, "needs_operator")
+        with self.holding.permit(row.needs_operator) as permit:
+            if not permit.granted:
+                self.decay_jobs.postpone(job_id, PERMIT_WAIT_MS)
+                return FleetRun(job_id, "waiting_for_permit")
+            job = self.decay_jobs.claim_by_id(job_id)
+            if job is None:
+                return FleetRun(job_id, "not_claimable")
+            try:
+                job.spec()
+            except ValidationError as exc:
+                self.decay_jobs.settle_failed(
+                    job.lease, str(exc), FailureClass.UNRECOVERABLE, reason=exc.code or "decay.job.malformed"
+                )
+                return FleetRun(job_id, "failed", attempts=job.attempts, error=str(exc))
+            try:
+                memory_id = self._run(job, None, permit)
+            except SettleFenced as exc:
+                return FleetRun(job_id, "fenced", attempts=job.attempts, error=str(exc))
+            except Exception as exc:
+                state = self.decay_jobs.get(job_id)
+                retrying = state is not None and state.state is DecayState.PENDING
+                return FleetRun(
+                    job_id, "retry" if retrying else "failed", attempts=job.attempts, error=_reason(exc)
+                )
+        return FleetRun(job_id, "completed", attempts=job.attempts, result_memory_id=memory_id)
 
     # ── one run ──────────────────────────────────────────────────────────────
 
-    def _run(self, job: DecayJob, attestation: bytes | str | None) -> str | None:
+    def _run(
+        self, job: DecayJob, attestation: bytes | str | None, permit: Permit | None = None
+    ) -> str | None:
         lease = job.lease
-        try:
-            memory_id = self._dispatch(job, job.spec(), lease, attestation)
-        except SettleFenced:
-            log_stage("settle", job.id, "lease lost before settle; effects rolled back")
-            raise
-        except Exception as exc:
-            reason = _reason(exc)
-            log_stage("settle", job.id, f"failed: {reason}")
-            if not self.decay_jobs.settle_failed(lease, reason):
-                log_stage("settle", job.id, "lease lost; failure not recorded")
-                raise SettleFenced(f"decay job {job.id}: lease lost before its failure settled") from exc
-            log_stage("complete", job.id, "transitioned to failed")
-            exc.add_note(f"decay job {job.id} settled failed: {reason}")
-            raise
+        with self.holding.lease(self.decay_jobs, lease, permit):
+            try:
+                memory_id = self._dispatch(job, job.spec(), lease, attestation or job.attestation_json)
+            except SettleFenced:
+                log_stage("settle", job.id, "lease lost before settle; effects rolled back")
+                raise
+            except Exception as exc:
+                self._settle_failure(job, exc)
+                raise
         log_stage("complete", job.id, "transitioned to completed")
         return memory_id
+
+    def _settle_failure(self, job: DecayJob, exc: Exception) -> None:
+        reason = _reason(exc)
+        failure_class = (
+            FailureClass.UNRECOVERABLE if isinstance(exc, ValidationError) else FailureClass.TRANSIENT
+        )
+        outcome = self.decay_jobs.settle_failed(
+            job.lease, f"{type(exc).__name__}: {exc}", failure_class, reason=reason
+        )
+        if outcome is None:
+            log_stage("settle", job.id, "lease lost; failure not recorded")
+            raise SettleFenced(f"decay job {job.id}: lease lost before its failure settled") from exc
+        if outcome.terminal:
+            log_stage("settle", job.id, f"failed: {reason}")
+            log_stage("complete", job.id, "transitioned to failed")
+            exc.add_note(f"decay job {job.id} settled failed: {reason}")
+        else:
+            log_stage(
+                "settle",
+                job.id,
+                f"attempt {outcome.attempts} failed, retries at {outcome.retry_at_ms}: {reason}",
+            )
+            exc.add_note(f"decay job {job.id} attempt {outcome.attempts} failed ({reason}); it will retry")
 
     def _dispatch(
         self, job: DecayJob, spec: DecaySpec, lease: Lease, attestation: bytes | str | None
@@ -232,6 +328,7 @@ __all__ = [
     "CODE_BACKEND_REFUSED",
     "AttestationSource",
     "DecayRunner",
+    "FleetRun",
     "RefusingSummaryBackend",
     "RunOutcome",
     "SettleFenced",

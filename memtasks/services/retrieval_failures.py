@@ -27,7 +27,7 @@ from sqlalchemy import Engine
 from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.retrieval import DEFAULT_RETENTION_MS, RetrievalFailure, retention_cutoff
-from memtasks.storage.retrieval_repo import PURGE_BATCH, RetrievalFailures
+from memtasks.storage.retrieval_repo import PURGE_BATCH, FailureSummary, RetrievalFailures
 
 log = logging.getLogger(__name__)
 
@@ -361,3 +361,8 @@ def purge_retrieval_failures(
     deleted = RetrievalFailures(engine, clock=clock).purge_before(cutoff, batch=batch)
     log.info("memtasks.retrieval_failures purge: %d rows created before %d deleted", deleted, cutoff)
     return deleted
+
+
+def retrieval_report(engine: Engine, window_ms: int, clock: Clock = system_clock) -> list[FailureSummary]:
+    """Retrieval failures grouped by type and strategy over the last ``window_ms``."""
+    return RetrievalFailures(engine, clock=clock).report_window(window_ms)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 
 from memtasks.config import Settings
 from memtasks.domain.backoff import RetryPolicy
-from memtasks.domain.clock import SECOND_MS, Clock, system_clock
+from memtasks.domain.clock import SECOND_MS, Clock
 from memtasks.domain.gates import ConsolidationConfig
 from memtasks.domain.tree import TreeConfig
-from memtasks.storage.decay_repo import DecayJobs
-from memtasks.storage.engine import EngineOptions, get_engine
-from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
+from memtasks.storage.decay_queue import DecayJobs
+from memtasks.storage.engine import EngineOptions, dispose_all, get_engine
+from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.queue import QueueConfig
 
 
 def engine_options(settings: Settings) -> EngineOptions:
@@ -68,12 +69,23 @@ class Runtime:
     decay: DecayJobs
 
 
-def open_runtime(settings: Settings, *, clock: Clock = system_clock) -> Runtime:
-    """Open (or reuse) the engine for the configured database and wrap it in repositories."""
+def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+    """Open (or reuse) the engine for the configured database and wrap it in repositories.
+
+    ``clock``: None (production) — the database's clock, for every host alike.
+    """
     engine = get_engine(settings.resolved_database_url, engine_options(settings))
+    config = queue_config(settings)
     return Runtime(
         settings=settings,
         engine=engine,
-        jobs=MemTreeJobs(engine, config=queue_config(settings), clock=clock),
-        decay=DecayJobs(engine, lease_ms=int(settings.lease_s * SECOND_MS), clock=clock),
+        jobs=MemTreeJobs(engine, config=config, clock=clock),
+        decay=DecayJobs(
+            engine, config=replace(config, max_attempts=settings.decay_max_attempts), clock=clock
+        ),
     )
+
+
+def dispose_engines() -> None:
+    """Drop every engine of this process (a forked child must not use its parent's sockets)."""
+    dispose_all()

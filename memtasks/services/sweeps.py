@@ -1,9 +1,13 @@
-"""Run a periodic sweep at most once per slot, and never twice at once, across a fleet.
+"""The sweep registry: every periodic sweep with its interval, its work and its guard.
 
-Two guards, both needed: the Redis lock gate keeps two runs of one sweep from
-overlapping (a slow run and the next tick, two beats), and the slot claim in the
-database keeps a second tick of the same slot from running again after the first one
-finished (two beats send two messages per tick).
+Names, task names and guards come from :mod:`memtasks.domain.sweeps`, intervals from
+``beat_schedule.py`` (overridden by ``MEMTASKS_BEAT_INTERVALS``), the work from
+:class:`~memtasks.services.maintenance.Maintenance`. A ``slot`` sweep runs at most once per
+slot and never twice at once, across a fleet — two guards, both needed: the Redis lock keeps
+two runs from overlapping (a slow run and the next tick, two beats), the slot claim in the
+database keeps a second tick of the same slot from running again after the first finished
+(two beats send two messages per tick). An ``own`` sweep (consolidation) has exactly one
+guard, its own: every tick reaches it and leaves its record.
 """
 
 from __future__ import annotations
@@ -11,19 +15,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import redis
 from sqlalchemy import Engine
 
-from memtasks.domain.clock import Clock, system_clock
+import beat_schedule
+from memtasks.config import Settings
+from memtasks.domain.clock import Clock
+from memtasks.domain.errors import ConfigurationError
+from memtasks.domain.sweeps import SWEEP_NAMES, SWEEPS, LockPolicy, SweepSpec, sweep
 from memtasks.domain.wire import check_interval_s
 from memtasks.locks import RedisLockGate
+from memtasks.services.maintenance import Maintenance
+from memtasks.storage.queue.clock import database_clock
 from memtasks.storage.sweeps_repo import Sweeps
 
 log = logging.getLogger("memtasks.sweeps")
-
-T = TypeVar("T")
 
 LOCK_PREFIX = "memtasks:sweep:"
 MIN_LOCK_TTL_S = 2.0
@@ -38,6 +45,16 @@ def lock_ttl_s(interval_s: float) -> float:
     return min(MAX_LOCK_TTL_S, max(MIN_LOCK_TTL_S, 2 * interval_s))
 
 
+def intervals(settings: Settings) -> dict[str, float]:
+    """Every sweep's interval in seconds: ``beat_schedule.py``, then ``MEMTASKS_BEAT_INTERVALS``."""
+    base = dict(beat_schedule.INTERVALS_S)
+    if set(base) != SWEEP_NAMES:
+        raise ConfigurationError(
+            f"beat_schedule.INTERVALS_S must name every sweep once: {', '.join(sorted(SWEEP_NAMES))}"
+        )
+    return {**base, **settings.beat_intervals}
+
+
 @dataclass(frozen=True, slots=True)
 class SweepRun:
     """What one tick did: ran (with the sweep's value), or skipped and why."""
@@ -49,31 +66,74 @@ class SweepRun:
 
 
 class SweepGate:
-    def __init__(self, engine: Engine, lock_client: redis.Redis, *, clock: Clock = system_clock) -> None:
-        self.sweeps = Sweeps(engine, clock=clock)
+    """The ``slot`` guard: the sweep's Redis lock, then its slot in the ``sweeps`` table."""
+
+    def __init__(self, engine: Engine, lock_client: redis.Redis, *, clock: Clock | None = None) -> None:
+        self.sweeps = Sweeps(engine, clock=database_clock(engine) if clock is None else clock)
         self.lock_client = lock_client
 
-    def run(self, name: str, interval_s: float, sweep: Callable[[], object]) -> SweepRun:
+    def run(self, name: str, interval_s: float, work: Callable[[], object]) -> SweepRun:
         interval_s = check_interval_s(interval_s)  # it may come from a message: NaN, -1, "60"
         interval_ms = max(1, int(interval_s * 1000))
-        gate = RedisLockGate(
-            self.lock_client,
-            f"{LOCK_PREFIX}{name}",
-            ttl_s=lock_ttl_s(interval_s),
-        )
+        gate = RedisLockGate(self.lock_client, f"{LOCK_PREFIX}{name}", ttl_s=lock_ttl_s(interval_s))
         with gate.hold() as held:
             if not held:
                 return SweepRun(name, ran=False, skipped_because="another run holds the lock")
             slot = self.sweeps.claim_slot(name, interval_ms)
             if slot is None:
                 return SweepRun(name, ran=False, skipped_because="this slot already ran")
-            try:
-                value = sweep()
-            except Exception as exc:
-                self.sweeps.finish(name, slot, ok=False, detail=f"{type(exc).__name__}: {exc}")
-                raise
-            self.sweeps.finish(name, slot, ok=True, detail=None if value is None else str(value))
-            return SweepRun(name, ran=True, slot=slot)
+            return self._finish(name, slot, work)
+
+    def run_unguarded(self, name: str, interval_s: float, work: Callable[[], object]) -> SweepRun:
+        """An ``own`` sweep: no guard here; the tick is recorded, never refused."""
+        interval_ms = max(1, int(check_interval_s(interval_s) * 1000))
+        return self._finish(name, self.sweeps.record_tick(name, interval_ms), work)
+
+    def _finish(self, name: str, slot: int, work: Callable[[], object]) -> SweepRun:
+        try:
+            value = work()
+        except Exception as exc:
+            self.sweeps.finish(name, slot, ok=False, detail=f"{type(exc).__name__}: {exc}")
+            raise
+        self.sweeps.finish(name, slot, ok=True, detail=None if value is None else str(value))
+        return SweepRun(name, ran=True, slot=slot)
 
 
-__all__ = ["SweepGate", "SweepRun"]
+class SweepRegistry:
+    """Every sweep of :data:`memtasks.domain.sweeps.SWEEPS`, bound to its work."""
+
+    def __init__(self, engine: Engine, lock_client: redis.Redis, maintenance: Maintenance) -> None:
+        self.gate = SweepGate(engine, lock_client, clock=maintenance.runtime.jobs.clock)
+        m = maintenance
+        self.work: dict[str, Callable[[], object]] = {
+            "consolidate": m.consolidate,
+            "recover": m.recover,
+            "dispatch_due": m.dispatch_due,
+            "flush_stale": m.flush_stale,
+            "self_heal": m.self_heal,
+            "prune_finished": m.prune_finished,
+            "purge_retrieval_failures": m.purge_retrieval_failures,
+            "purge_retired": m.purge_retired,
+        }
+        missing = SWEEP_NAMES ^ set(self.work)
+        if missing:
+            raise ConfigurationError(f"sweeps without work or work without a sweep: {sorted(missing)}")
+
+    @property
+    def specs(self) -> tuple[SweepSpec, ...]:
+        return SWEEPS
+
+    def run(self, name: str, interval_s: float) -> SweepRun:
+        """Run sweep ``name`` once for the current tick of ``interval_s``, behind its guard."""
+        spec = sweep(name)
+        work = self.work[name]
+        if spec.lock is LockPolicy.OWN:
+            run = self.gate.run_unguarded(name, interval_s, work)
+        else:
+            run = self.gate.run(name, interval_s, work)
+        if not run.ran:
+            log.debug("memtasks.sweeps: sweep %s skipped: %s", name, run.skipped_because)
+        return run
+
+
+__all__ = ["SweepGate", "SweepRegistry", "SweepRun", "intervals", "lock_ttl_s"]

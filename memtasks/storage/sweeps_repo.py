@@ -57,6 +57,24 @@ class Sweeps:
                 claimed = len(c.execute(inserted.returning(t.c.name)).all())
         return slot if claimed == 1 else None
 
+    def record_tick(self, name: str, interval_ms: int) -> int:
+        """Record a tick of a sweep that guards itself: its slot, claimed or not (never refused)."""
+        now = self.clock()
+        slot = now // interval_ms
+        values = {
+            "last_slot": slot,
+            "interval_ms": interval_ms,
+            "started_at_ms": now,
+            "finished_at_ms": None,
+            "outcome": "running",
+            "detail": None,
+        }
+        with self.engine.begin() as c:
+            dialect = postgresql if c.dialect.name == "postgresql" else sqlite
+            upsert = dialect.insert(t).values(name=name, **values)
+            c.execute(upsert.on_conflict_do_update(index_elements=[t.c.name], set_=values))
+        return slot
+
     def finish(self, name: str, slot: int, *, ok: bool, detail: str | None = None) -> None:
         with self.engine.begin() as c:
             c.execute(

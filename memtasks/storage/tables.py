@@ -71,6 +71,8 @@ mem_tree_jobs = Table(
     Column("dispatched_at_ms", BigInteger),
     # The backoff the last failed attempt was given (kept after success, for operators).
     Column("last_backoff_ms", BigInteger),
+    # When the row last changed (the database's clock, like every time the queue writes).
+    Column("updated_at_ms", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
     CheckConstraint(
         "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
@@ -112,6 +114,16 @@ decay_jobs = Table(
     Column("lease_token", String(64)),
     Column("locked_until_ms", BigInteger),
     Column("dispatched_at_ms", BigInteger),
+    # The queue engine's columns, named as in mem_tree_jobs (migration 0005).
+    Column("priority", SmallInteger, nullable=False, server_default=text("4")),
+    Column("last_error", Text),
+    Column("failure_class", String(16)),
+    Column("last_backoff_ms", BigInteger),
+    Column("started_at_ms", BigInteger),
+    Column("completed_at_ms", BigInteger),
+    Column("heartbeat_at_ms", BigInteger),
+    # An operator's signed attestation handed to the fleet with the job (LLM summaries only).
+    Column("attestation_json", Text),
     CheckConstraint(_one_of("state", [s.value for s in DecayState]), name="state"),
     CheckConstraint(_one_of("kind", [k.value for k in DecayKind]), name="kind"),
     CheckConstraint(_one_of("summary_method", [m.value for m in SummaryMethod]), name="summary_method"),
@@ -123,9 +135,16 @@ decay_jobs = Table(
         "state <> 'in_progress' OR (lease_token IS NOT NULL AND locked_until_ms IS NOT NULL)",
         name="in_progress_lease",
     ),
-    Index("ix_decay_jobs_pending", "scheduled_for_ms", **_partial("state = 'pending'")),
+    CheckConstraint(
+        "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
+        name="failure_class",
+    ),
+    CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
+    # The claim path, as for mem_tree_jobs: pending rows in priority order, oldest first.
+    Index("ix_decay_jobs_ready", "priority", "scheduled_for_ms", **_partial("state = 'pending'")),
     Index("ix_decay_jobs_lease", "locked_until_ms", **_partial("state = 'in_progress'")),
     Index("ix_decay_jobs_state", "state"),
+    Index("ix_decay_jobs_completed_at_ms", "completed_at_ms"),
 )
 
 # One row per periodic sweep: a beat tick claims its slot with a compare-and-set on

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from memtasks.domain.sweeps import SWEEP_TASKS
+
 # ── jobs ─────────────────────────────────────────────────────────────────────
 MEM_TREE_RUN: Final = "memtasks.mem_tree.run"
 """args: [job_id] — claim the mem-tree job by id, run its handler, settle."""
@@ -28,26 +30,17 @@ DECAY_ENQUEUE: Final = "memtasks.decay.enqueue"
 RECORD_RETRIEVAL_FAILURES: Final = "memtasks.retrieval_failures.record"
 """args: [[record, …]] — write a batch of retrieval-failure records in one transaction."""
 
-# ── sweeps (beat) ────────────────────────────────────────────────────────────
-CONSOLIDATE: Final = "memtasks.consolidate"
-RECOVER: Final = "memtasks.recover"
-DISPATCH_DUE: Final = "memtasks.dispatch_due"
-FLUSH_STALE: Final = "memtasks.mem_tree.flush_stale"
-SELF_HEAL: Final = "memtasks.self_heal"
-PRUNE_FINISHED: Final = "memtasks.prune_finished"
-PURGE_RETRIEVAL_FAILURES: Final = "memtasks.retrieval_failures.purge"
-PURGE_RETIRED: Final = "memtasks.purge_retired"
+# ── sweeps (beat): one list, in memtasks.domain.sweeps ──────────────────────
+CONSOLIDATE: Final = SWEEP_TASKS["consolidate"]
+RECOVER: Final = SWEEP_TASKS["recover"]
+DISPATCH_DUE: Final = SWEEP_TASKS["dispatch_due"]
+FLUSH_STALE: Final = SWEEP_TASKS["flush_stale"]
+SELF_HEAL: Final = SWEEP_TASKS["self_heal"]
+PRUNE_FINISHED: Final = SWEEP_TASKS["prune_finished"]
+PURGE_RETRIEVAL_FAILURES: Final = SWEEP_TASKS["purge_retrieval_failures"]
+PURGE_RETIRED: Final = SWEEP_TASKS["purge_retired"]
 
-SWEEPS: Final = {
-    "consolidate": CONSOLIDATE,
-    "recover": RECOVER,
-    "dispatch_due": DISPATCH_DUE,
-    "flush_stale": FLUSH_STALE,
-    "self_heal": SELF_HEAL,
-    "prune_finished": PRUNE_FINISHED,
-    "purge_retrieval_failures": PURGE_RETRIEVAL_FAILURES,
-    "purge_retired": PURGE_RETIRED,
-}
+SWEEPS: Final = SWEEP_TASKS
 """Sweep name (the key of its beat entry, its lock and its ``sweeps`` row) → task name."""
 
 # ── queues ───────────────────────────────────────────────────────────────────

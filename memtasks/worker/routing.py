@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from memtasks.domain.decay import DecayKind
 from memtasks.domain.errors import UnknownJobKind
 from memtasks.domain.jobs import DEFAULT_PRIORITY, JobKind
 from memtasks.worker import names
@@ -47,8 +48,18 @@ def message_priority(kind: JobKind, broker_url: str) -> int:
     return message_priority_for_rank(kind.priority, broker_url)
 
 
-def decay_priority(broker_url: str) -> int:
-    return message_priority_for_rank(DEFAULT_PRIORITY, broker_url)
+def decay_queue_for(*, llm: bool) -> str:
+    """The queue of a decay job: ``llm`` for an LLM summary, ``default`` for the deterministic ones."""
+    return names.LLM if llm else names.DEFAULT
+
+
+def decay_priority(kind: str, broker_url: str) -> int:
+    """The message priority of a decay job of ``kind`` in the broker's own order."""
+    try:
+        rank = DecayKind(kind).priority
+    except ValueError:
+        rank = DEFAULT_PRIORITY  # the claim fails a malformed row and names its kind
+    return message_priority_for_rank(rank, broker_url)
 
 
 def message_priority_for_rank(rank: int, broker_url: str) -> int:

@@ -1,4 +1,4 @@
-"""The thin tasks: each one is a call into :class:`~memtasks.services.pipeline.Pipeline`.
+"""The thin tasks: each one is a call into a service of :class:`~memtasks.services.fleet.FleetServices`.
 
 A job task is never retried by Celery: a failure is recorded on the job's row, which
 decides when the job comes back (its backoff, through the dispatcher). The tasks whose
@@ -9,6 +9,7 @@ is logged with what is wrong and acknowledged, never re-delivered forever.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -16,10 +17,12 @@ from typing import Any, TypeVar
 from celery import Celery, Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from memtasks.domain.errors import ConfigurationError, MemtasksError, StorageError
+from memtasks.domain.errors import ConfigurationError, MemtasksError, StorageError, ValidationError
 from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.text import shorten
-from memtasks.domain.wire import drain_limit
+from memtasks.domain.wire import drain_limit, parse_kinds
+from memtasks.services.fleet import FleetServices
+from memtasks.services.mem_tree import MemTreeRunner, Outcome
 from memtasks.worker import names
 
 log = logging.getLogger("memtasks.worker")
@@ -48,13 +51,12 @@ def _retrying(task: Task, call: Callable[[], T]) -> T:
         raise task.retry(countdown=countdown, max_retries=None) from exc
 
 
-def register(app: Celery) -> None:
-    """Register every memtasks task on ``app``."""
-    from memtasks.worker.app import pipeline_for
+def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> None:
+    """Register every memtasks task on ``app``; ``services_for(app)`` gives this process's services."""
 
     @app.task(name=names.MEM_TREE_RUN, shared=False)
     def mem_tree_run(job_id: str) -> dict[str, Any]:
-        return pipeline_for(app).run_mem_tree(job_id)
+        return mem_tree_result(job_id, services_for(app).mem_tree)
 
     @app.task(name=names.MEM_TREE_ENQUEUE, shared=False, bind=True)
     def mem_tree_enqueue(
@@ -68,7 +70,9 @@ def register(app: Celery) -> None:
         try:
             return _retrying(
                 task,
-                lambda: pipeline_for(app).enqueue_mem_tree(kind, payload, dedupe_key, delay_s, max_attempts),
+                lambda: services_for(app).remote.enqueue_mem_tree(
+                    kind, payload, dedupe_key, delay_s, max_attempts
+                ),
             )
         except MemtasksError as exc:
             log.error(
@@ -82,11 +86,16 @@ def register(app: Celery) -> None:
 
     @app.task(name=names.MEM_TREE_DRAIN, shared=False)
     def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
-        return pipeline_for(app).drain(kinds, drain_limit(limit))
+        results = services_for(app).mem_tree.drain_batch(parse_kinds(kinds), drain_limit(limit))
+        outcomes: dict[str, int] = {}
+        for result in results:
+            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
+        return {"claimed": len(results), **outcomes}
 
     @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
-        return pipeline_for(app).run_decay(job_id)
+        run = services_for(app).decay.run_for_fleet(job_id)
+        return {k: v for k, v in dataclasses.asdict(run).items() if v is not None}
 
     @app.task(name=names.DECAY_ENQUEUE, shared=False, bind=True)
     def decay_enqueue(
@@ -99,7 +108,8 @@ def register(app: Celery) -> None:
     ) -> dict[str, Any]:
         try:
             return _retrying(
-                task, lambda: pipeline_for(app).enqueue_decay(kind, source_ids, created_by, method, delay_s)
+                task,
+                lambda: services_for(app).remote.enqueue_decay(kind, source_ids, created_by, method, delay_s),
             )
         except MemtasksError as exc:
             log.error(
@@ -113,7 +123,7 @@ def register(app: Celery) -> None:
     @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False, bind=True)
     def record_retrieval_failures(task: Task, batch: Sequence[object]) -> dict[str, int]:
         try:
-            return _retrying(task, lambda: pipeline_for(app).record_retrieval_failures(batch))
+            return _retrying(task, lambda: services_for(app).remote.record_retrieval_failures(batch))
         except MemtasksError as exc:  # the batch as a whole is refused (not a list, too long)
             log.error("memtasks.worker: retrieval-failure batch rejected (%s)", exc)
             return {"written": 0, "rejected": len(batch) if isinstance(batch, list | tuple) else 1}
@@ -123,8 +133,30 @@ def register(app: Celery) -> None:
         def sweep(name: str = sweep_name, interval_s: float = 60.0) -> dict[str, Any]:
             # ``name`` travels in the beat message for Flower; the task's own name decides.
             del name
-            run = pipeline_for(app).sweep(sweep_name, interval_s)
+            run = services_for(app).sweeps.run(sweep_name, interval_s)
             return {"ran": run.ran, "skipped_because": run.skipped_because, "slot": run.slot}
 
     for sweep_name, task_name in names.SWEEPS.items():
         make_sweep(sweep_name, task_name)
+
+
+def mem_tree_result(job_id: str, runner: MemTreeRunner) -> dict[str, Any]:
+    """Run ``job_id`` and say what happened, in the task's result (Flower shows it)."""
+    try:
+        result = runner.run_by_id(job_id)
+    except ValidationError as exc:
+        log.error("memtasks.worker: job %.100r failed as unrecoverable at claim: %s", job_id, exc)
+        return {"job_id": job_id, "outcome": "failed", "error": str(exc)}
+    if result is None:
+        log.info("memtasks.worker: job %.100r is not claimable now; message dropped", job_id)
+        return {"job_id": job_id, "outcome": "not_claimable"}
+    if result.outcome is Outcome.WAITING:
+        return {"job_id": job_id, "outcome": result.outcome.value}
+    return {
+        "job_id": job_id,
+        "kind": result.kind,
+        "outcome": result.outcome.value,
+        "attempts": result.attempts,
+        "followups": len(result.followups),
+        **({"error": result.error} if result.error else {}),
+    }

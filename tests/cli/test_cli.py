@@ -17,7 +17,7 @@ from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services.attestation import sign_attestation
 from memtasks.services.retrieval_failures import DatabaseSink
 from memtasks.storage.engine import get_engine
-from memtasks.storage.jobs_repo import MemTreeJobs
+from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_repo import MemoryStore
 from tests.helpers import wait_for
 from tests.pipeline.fleet import ROOT
@@ -64,9 +64,9 @@ def test_db_upgrade_and_current(cli: Run, monkeypatch: pytest.MonkeyPatch) -> No
     code, out, _ = cli("db", "current", "--check")
     assert code == 1 and "revision none (empty database)" in out
     code, out, _ = cli("db", "upgrade")
-    assert code == 0 and "empty → revision 0004 (head)" in out
+    assert code == 0 and "empty → revision 0005 (head)" in out
     code, out, _ = cli("db", "upgrade")
-    assert code == 0 and "already at revision 0004" in out
+    assert code == 0 and "already at revision 0005" in out
     assert cli("db", "current", "--check")[0] == 0
 
 

@@ -262,6 +262,8 @@ EXPECTED_DECAY_TRANSITIONS = {
     (DecayState.IN_PROGRESS, DecayState.COMPLETED),
     (DecayState.IN_PROGRESS, DecayState.FAILED),
     (DecayState.IN_PROGRESS, DecayState.PENDING),
+    # an operator's requeue or the self-heal sweep, as for every job (memtasks.domain.lifecycle)
+    (DecayState.FAILED, DecayState.PENDING),
 }
 
 
@@ -269,7 +271,9 @@ def test_the_transition_table_is_the_documented_one() -> None:
     assert set(DECAY_TRANSITIONS) == set(DecayState)
     table = {(current, target) for current, targets in DECAY_TRANSITIONS.items() for target in targets}
     assert table == EXPECTED_DECAY_TRANSITIONS
-    assert all(not DECAY_TRANSITIONS[state] for state in DECAY_TERMINAL)
+    assert not DECAY_TRANSITIONS[DecayState.COMPLETED] and not DECAY_TRANSITIONS[DecayState.CANCELLED]
+    assert DECAY_TRANSITIONS[DecayState.FAILED] == {DecayState.PENDING}, "terminal until requeued"
+    assert all(state.terminal for state in DECAY_TERMINAL)
 
 
 @pytest.mark.parametrize(("current", "target"), list(itertools.product(DecayState, DecayState)))

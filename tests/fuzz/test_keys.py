@@ -20,9 +20,9 @@ from memtasks.domain.decay import DecayKind, DecaySpec, DecayState
 from memtasks.domain.errors import JobNotFound, MalformedPayload, ValidationError
 from memtasks.domain.jobs import MAX_DEDUPE_KEY_CHARS, JobKind, JobStatus, NewJob
 from memtasks.domain.text import unstorable
-from memtasks.storage.decay_repo import DecayJob, DecayJobs
+from memtasks.storage.decay_queue import DecayJob, DecayJobs
 from memtasks.storage.engine import get_engine
-from memtasks.storage.jobs_repo import Job, MemTreeJobs
+from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.memory_tables import mem_tree_chunks
 from memtasks.storage.tables import decay_jobs, mem_tree_jobs
 from memtasks.storage.tree_repo import NewChunk, TreeStore
@@ -123,7 +123,7 @@ def test_dedupe_keys_and_payload_text_are_stored_and_found_exactly(
             ).all()
         assert [r.id for r in found] == [job_id]
     for job_id, _, _ in inserted:
-        assert jobs.cancel(job_id) is True  # frees the key for later examples
+        assert jobs.admin.cancel(job_id) is True  # frees the key for later examples
     bystanders.assert_untouched()
 
 
@@ -141,17 +141,17 @@ lookups = st.one_of(
 def test_hostile_ids_find_nothing_and_change_nothing(module_db_url: str, job_id: Any) -> None:
     engine, bystanders = setup(module_db_url)
     jobs, decay = bystanders.jobs, bystanders.decay
-    before = counts(engine), jobs.count_by_status(), decay.count_by_state()
+    before = counts(engine), jobs.admin.count_by_state(), decay.admin.count_by_state()
     assert jobs.get(job_id) is None
     assert jobs.claim(job_id) is None
-    assert isinstance(attempt(lambda: jobs.cancel(job_id), JobNotFound), JobNotFound)
-    assert isinstance(attempt(lambda: jobs.retry(job_id), JobNotFound), JobNotFound)
+    assert isinstance(attempt(lambda: jobs.admin.cancel(job_id), JobNotFound), JobNotFound)
+    assert isinstance(attempt(lambda: jobs.admin.retry(job_id), JobNotFound), JobNotFound)
     assert decay.get(job_id) is None
-    for call in (lambda: decay.claim(job_id), lambda: decay.cancel(job_id)):
+    for call in (lambda: decay.claim(job_id), lambda: decay.admin.cancel(job_id)):
         refused = attempt(call, ValidationError)
         assert isinstance(refused, ValidationError)
         assert refused.code == "decay.job.not_found"
-    assert (counts(engine), jobs.count_by_status(), decay.count_by_state()) == before
+    assert (counts(engine), jobs.admin.count_by_state(), decay.admin.count_by_state()) == before
     bystanders.assert_untouched()
 
 
@@ -225,7 +225,7 @@ def test_decay_jobs_keep_who_asked_and_their_sources_exactly(
     assert job.created_by == created_by
     assert job.spec().source_ids == tuple(source_ids)
     assert job.state is DecayState.PENDING
-    assert decay.cancel(job_id) is True
+    assert decay.admin.cancel(job_id) is True
     assert counts(engine) == (before[0], before[1] + 1, before[2])
     bystanders.assert_untouched()
 
@@ -233,10 +233,10 @@ def test_decay_jobs_keep_who_asked_and_their_sources_exactly(
 def test_the_status_the_examples_leave_behind_is_only_cancelled(module_db_url: str) -> None:
     """After the examples above: every fuzz row was cancelled, the bystanders are ready."""
     engine, bystanders = setup(module_db_url)
-    by_status = bystanders.jobs.count_by_status()
+    by_status = bystanders.jobs.admin.count_by_state()
     assert by_status[JobStatus.READY] == 1  # the bystander
     assert by_status[JobStatus.RUNNING] == by_status[JobStatus.DONE] == by_status[JobStatus.FAILED] == 0
-    by_state = bystanders.decay.count_by_state()
+    by_state = bystanders.decay.admin.count_by_state()
     assert by_state[DecayState.PENDING] == 1
     bystanders.assert_untouched()
     assert counts(engine)[0] == 1 + by_status[JobStatus.CANCELLED]

@@ -1,21 +1,26 @@
-"""A handler registry for the pipeline tests (``MEMTASKS_HANDLERS``).
+"""Plug-ins of the pipeline tests: a handler registry (``MEMTASKS_HANDLERS``) and a summary
+backend (``MEMTASKS_SUMMARY_BACKEND``).
 
 ``reembed_backfill`` is replaced by a probe whose payload says how to behave: fail its
 first ``fail_times`` attempts, sleep ``sleep_s`` on its first ``sleep_attempts`` attempts
 (or on every attempt with ``sleep_always``). It counts its runs and the most probes that
 ever ran at once in Redis (``MEMTASKS_LOCK_REDIS_URL``), so a test sees every execution,
 including those whose writes rolled back.
+
+:func:`flaky_backend` summarises like a model server that times out on its first two calls: it
+counts its calls in the same Redis.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis
 
+from memtasks.domain.compression import Source
 from memtasks.domain.jobs import JobKind
 from memtasks.services.mem_tree import Defer, HandlerContext, HandlerRegistry
 
@@ -54,3 +59,18 @@ def probe(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
 
 def build_registry() -> HandlerRegistry:
     return HandlerRegistry.default().override(JobKind.REEMBED_BACKFILL, probe)
+
+
+FLAKY_FAILS = 2
+
+
+class FlakyBackend:
+    def summarise(self, sources: Sequence[Source], model: str, prompt_template_hash: str) -> str:
+        calls = int(client().incr("flaky:calls"))
+        if calls <= FLAKY_FAILS:
+            raise TimeoutError(f"model server timed out (call {calls})")
+        return f"summary by {model} of " + ", ".join(s.id for s in sources)
+
+
+def flaky_backend() -> FlakyBackend:
+    return FlakyBackend()

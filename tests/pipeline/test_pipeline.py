@@ -23,20 +23,21 @@ from memtasks.domain.jobs import JobKind, Lease, NewJob
 from memtasks.domain.tree import extract_chunk_job, seal_job
 from memtasks.services.mem_tree import Followup
 from memtasks.storage.engine import get_engine
-from memtasks.storage.jobs_repo import Job, MemTreeJobs
+from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.memory_tables import consolidation_runs
 from memtasks.storage.tables import mem_tree_jobs as t
 from memtasks.storage.tree_repo import NewChunk, TreeStore
-from memtasks.worker import names
-from memtasks.worker.app import CeleryPublisher, create_app
+from memtasks.worker import conf, names
+from memtasks.worker.publisher import CeleryPublisher
 from tests.pipeline.conftest import RABBIT_URL
 from tests.pipeline.fleet import ROOT, Fleet, fleet_env, observe, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def count_status(db_url: str, status: str, kind: str | None = None) -> int:
-    stmt = select(func.count()).select_from(t).where(t.c.status == status)
+def count_status(db_url: str, *statuses: str, kind: str | None = None) -> int:
+    """Rows in any of ``statuses``, counted in one statement (one snapshot)."""
+    stmt = select(func.count()).select_from(t).where(t.c.status.in_(statuses))
     if kind is not None:
         stmt = stmt.where(t.c.kind == kind)
     with get_engine(db_url).connect() as conn:
@@ -95,8 +96,8 @@ def publish(settings: Settings, jobs: list[Followup]) -> None:
 
 @contextmanager
 def client_app(settings: Settings) -> Iterator[Celery]:
-    """A Celery app of this test process; its broker connections are closed afterwards."""
-    app = create_app(settings)
+    """A Celery client app of this test process; its broker connections are closed afterwards."""
+    app = conf.client_app(settings)
     try:
         yield app
     finally:
@@ -136,7 +137,7 @@ def test_seal_jobs_overtake_a_bulk_backlog(
     seals = enqueue_and_publish(settings, [seal_job(f"empty{i}", 0) for i in range(50)])
 
     fleet.worker(concurrency=2)
-    wait_until(lambda: count_status(db_url, "done", "seal") >= 50, 120, "50 seal jobs done", fleet)
+    wait_until(lambda: count_status(db_url, "done", kind="seal") >= 50, 120, "50 seal jobs done", fleet)
 
     with engine.connect() as conn:
         seal_done = conn.execute(select(func.max(t.c.completed_at_ms)).where(t.c.id.in_(seals))).scalar_one()
@@ -269,13 +270,22 @@ def test_every_job_completes_after_the_broker_is_flushed(
 # ── beat ─────────────────────────────────────────────────────────────────────
 
 
-def test_two_beats_make_one_consolidation_per_slot(
+def test_two_beats_tick_consolidation_through_its_one_guard(
     db_url: str, fleet: Fleet, broker_url: str, lock_url: str
 ) -> None:
+    """Consolidation guards its ticks itself — its lock gate, then its time gate — and nothing
+    else stands in front: with two beats every tick reaches the ledger (ran, or skipped at the
+    gate that stopped it), and runs never overlap nor come closer than the time gate allows."""
+    min_gap_s = 3.0
     fleet.env = fleet_env(
-        database_url=db_url, broker_url=broker_url, lock_redis_url=lock_url, beat={"consolidate": 1.0}
+        database_url=db_url,
+        broker_url=broker_url,
+        lock_redis_url=lock_url,
+        beat={"consolidate": 1.0},
+        consolidate_min_hours=min_gap_s / 3600,
+        consolidate_min_sessions=0,
     )
-    fleet.worker(concurrency=4)
+    fleet.worker("w1", concurrency=4)
     fleet.beat("beat1")
     fleet.beat("beat2")
     engine = get_engine(db_url)
@@ -284,15 +294,27 @@ def test_two_beats_make_one_consolidation_per_slot(
         with engine.connect() as conn:
             return list(conn.execute(select(consolidation_runs).order_by(consolidation_runs.c.started_at_ms)))
 
-    wait_until(lambda: len(ledger()) >= 6, 60, "six consolidation ticks", fleet)
+    def ran() -> list[Any]:
+        return [r for r in ledger() if r.outcome == "ran"]
+
+    wait_until(lambda: len(ran()) >= 3, 90, "three consolidation runs", fleet)
     fleet.stop("beat1")
     fleet.stop("beat2")
+
+    def ticks() -> int:
+        return fleet.log("w1").count(f"Task {names.CONSOLIDATE}[") // 2  # received, then succeeded
+
+    wait_until(lambda: ticks() == len(ledger()), 30, "every tick in the ledger", fleet)
     rows = ledger()
-    slots = [r.started_at_ms // 1000 for r in rows]
-    assert len(slots) == len(set(slots)), f"two runs in one slot: {slots}"
-    for earlier, later in itertools.pairwise(rows):
+    assert {r.outcome for r in rows} == {"ran", "skipped"}, "a tick stopped at a gate is recorded too"
+    for earlier, later in itertools.pairwise(ran()):
         assert earlier.finished_at_ms is not None and earlier.finished_at_ms <= later.started_at_ms
-    assert "memtasks.consolidate" in fleet.log("beat1") and "memtasks.consolidate" in fleet.log("beat2")
+        # The last run is stored in whole seconds: the gate may count up to 1 s more.
+        assert later.started_at_ms - earlier.started_at_ms >= (min_gap_s - 1) * 1000
+    for row in rows:
+        if row.outcome == "skipped":
+            assert json.loads(row.gates_json)["decided_by"] in {"lock", "time"}, row.gates_json
+    assert names.CONSOLIDATE in fleet.log("beat1") and names.CONSOLIDATE in fleet.log("beat2")
 
 
 # ── LLM permits ──────────────────────────────────────────────────────────────
@@ -444,15 +466,15 @@ def test_a_batched_drain_runs_every_job_once(
     fleet.worker(concurrency=2)
     fleet.beat()
     wait_until(
-        lambda: count_status(db_url, "done", "extract_chunk") == 400, 120, "400 extracts drained", fleet
+        lambda: count_status(db_url, "done", kind="extract_chunk") == 400, 120, "400 extracts drained", fleet
     )
     wait_until(
-        lambda: count_status(db_url, "ready") + count_status(db_url, "running") == 0,
+        lambda: count_status(db_url, "ready", "running") == 0,
         120,
         "their follow-ups (appends, seals) drained",
         fleet,
     )
-    assert count_status(db_url, "done", "append_buffer") >= 400
+    assert count_status(db_url, "done", kind="append_buffer") >= 400
     with get_engine(db_url).connect() as conn:
         attempts = conn.execute(select(t.c.attempts).distinct()).scalars().all()
     assert attempts == [1], "no job ran twice"

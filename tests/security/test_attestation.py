@@ -2,7 +2,7 @@
 
 Every way a decay job is made — the producer API, the remote ``memtasks.decay.enqueue`` task,
 ``memtasks enqueue decay``, a row written straight into the table — and every way one runs —
-the ``memtasks.decay.run`` task, :meth:`Pipeline.run_decay`, :class:`DecayRunner`,
+the ``memtasks.decay.run`` task, :meth:`DecayRunner.run_for_fleet`, :class:`DecayRunner`,
 ``memtasks decay run --attestation`` — is tried. The attestation is verified when the job
 *runs*: a forged row gets no further than a genuine one. A refused job gets a reason and no
 summary; the summary backend is never asked.
@@ -29,8 +29,9 @@ from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.producer import Producer
 from memtasks.services.attestation import AttestationVerifier, sign_attestation
 from memtasks.services.decay_runner import DecayRunner
+from memtasks.services.fleet import FleetServices
 from memtasks.services.mem_tree import Followup
-from memtasks.services.pipeline import Pipeline
+from memtasks.services.publishing import DecayMessage
 from memtasks.services.runtime import Runtime, open_runtime
 from memtasks.storage.memory_repo import MemoryStore
 from memtasks.storage.memory_tables import memories, supersessions
@@ -55,8 +56,8 @@ class Recorder:
     def mem_tree(self, jobs: Sequence[Followup]) -> None:
         pass
 
-    def decay(self, job_ids: Sequence[str]) -> None:
-        self.decay_jobs += job_ids
+    def decay(self, jobs: Sequence[DecayMessage]) -> None:
+        self.decay_jobs += [job.job_id for job in jobs]
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def forge_row(engine: Engine, ids: list[str]) -> str:
     return job_id
 
 
-def llm_job_via(path: str, runtime: Runtime, pipeline: Pipeline, cli: object) -> str:
+def llm_job_via(path: str, runtime: Runtime, pipeline: FleetServices, cli: object) -> str:
     ids = sources(runtime.engine)
     spec = DecaySpec(DecayKind.CANDIDATE_COMPRESSION, tuple(ids), SummaryMethod.LLM_SUMMARY)
     if path == "producer":
@@ -135,7 +136,9 @@ def llm_job_via(path: str, runtime: Runtime, pipeline: Pipeline, cli: object) ->
         finally:
             producer.close()
     if path == "remote task":
-        return str(pipeline.enqueue_decay("candidate_compression", ids, "agent", "llm_summary")["job_id"])
+        return str(
+            pipeline.remote.enqueue_decay("candidate_compression", ids, "agent", "llm_summary")["job_id"]
+        )
     if path == "cli":
         code, out, err = cli(  # type: ignore[operator]
             "enqueue",
@@ -171,12 +174,12 @@ PATHS = ["producer", "remote task", "cli", "forged row"]
 @pytest.mark.parametrize("path", PATHS)
 def test_no_unattended_run_makes_an_llm_summary(runtime: Runtime, cli: object, path: str) -> None:
     recorder = Recorder()
-    pipeline = Pipeline(runtime, recorder)
+    pipeline = FleetServices(runtime, recorder)
     job_id = llm_job_via(path, runtime, pipeline, cli)
     # Never published, never dispatched: only an operator runs it.
-    assert pipeline.dispatch_due()["decay"] == 0 and recorder.decay_jobs == []
+    assert pipeline.maintenance.dispatch_due()["decay"] == 0 and recorder.decay_jobs == []
     # The worker's `memtasks.decay.run` (a message sent by hand) leaves it to an operator.
-    assert pipeline.run_decay(job_id)["outcome"] == "needs_operator"
+    assert pipeline.decay.run_for_fleet(job_id).outcome == "needs_operator"
     # An unattended runner never picks it.
     assert DecayRunner(runtime.engine, runtime.decay).run_next() is None
     job = runtime.decay.get(job_id)
@@ -258,7 +261,7 @@ def test_decay_run_refuses_every_bad_attestation_at_run_time(
     monkeypatch.setenv("MEMTASKS_OPERATOR_PUBLIC_KEY", str(operator_key))
     monkeypatch.setenv("MEMTASKS_LLM_MODEL", MODEL)
     monkeypatch.setenv("MEMTASKS_LLM_PROMPT_TEMPLATE_HASH", PROMPT)
-    job_id = llm_job_via(path, runtime, Pipeline(runtime, Recorder()), cli)
+    job_id = llm_job_via(path, runtime, FleetServices(runtime, Recorder()), cli)
     make, code = REFUSALS[case]
     document = tmp_path / "attestation.json"
     document.write_text(make(job_id))
@@ -280,7 +283,7 @@ def test_decay_run_without_an_attestation_or_an_operator_key_runs_nothing(
     monkeypatch: pytest.MonkeyPatch,
     path: str,
 ) -> None:
-    job_id = llm_job_via(path, runtime, Pipeline(runtime, Recorder()), cli)
+    job_id = llm_job_via(path, runtime, FleetServices(runtime, Recorder()), cli)
     code, _, err = cli("decay", "run", job_id)  # type: ignore[operator]
     assert code == 1 and "is an LLM-summary job" in err and "--attestation" in err
     job = runtime.decay.get(job_id)
@@ -308,7 +311,7 @@ def test_a_valid_attestation_is_the_one_way_through(
     monkeypatch.setenv("MEMTASKS_OPERATOR_PUBLIC_KEY", str(operator_key))
     monkeypatch.setenv("MEMTASKS_LLM_MODEL", MODEL)
     monkeypatch.setenv("MEMTASKS_LLM_PROMPT_TEMPLATE_HASH", PROMPT)
-    job_id = llm_job_via(path, runtime, Pipeline(runtime, Recorder()), cli)
+    job_id = llm_job_via(path, runtime, FleetServices(runtime, Recorder()), cli)
     document = tmp_path / "attestation.json"
     document.write_text(attestation(job_id))
     code, out, err = cli("decay", "run", job_id, "--attestation", str(document))  # type: ignore[operator]
@@ -317,7 +320,7 @@ def test_a_valid_attestation_is_the_one_way_through(
     assert len(plugins.CALLS) == 1 and plugins.CALLS[0][1:] == (MODEL, PROMPT)
     assert summaries(runtime.engine) == 3, "one summary and its two supersession edges"
     # The same attestation cannot be replayed for another job.
-    other = llm_job_via(path, runtime, Pipeline(runtime, Recorder()), cli)
+    other = llm_job_via(path, runtime, FleetServices(runtime, Recorder()), cli)
     code, _, err = cli("decay", "run", other, "--attestation", str(document))  # type: ignore[operator]
     assert code == 1 and "decay.attestation.job_mismatch" in err
     assert len(plugins.CALLS) == 1

@@ -3,7 +3,7 @@
 
 Each bad input of the tables goes through the producer API (:class:`Producer`, with the
 :class:`NewJob`/:class:`DecaySpec`/:class:`RetrievalFailure` a producer builds) and through what
-the task does (:class:`Pipeline`), then — for the mem-tree and decay tables — through a live
+the task does (:class:`FleetServices`), then — for the mem-tree and decay tables — through a live
 worker by task name.
 """
 
@@ -24,8 +24,9 @@ from memtasks.domain.jobs import NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.producer import CelerySink, Producer
 from memtasks.services import intake
+from memtasks.services.fleet import FleetServices
 from memtasks.services.mem_tree import Followup
-from memtasks.services.pipeline import Pipeline
+from memtasks.services.publishing import DecayMessage
 from memtasks.services.runtime import Runtime, open_runtime
 from memtasks.storage.engine import get_engine
 from memtasks.storage.memory_tables import memory_retrieval_failures
@@ -96,8 +97,8 @@ class Recorder:
     def mem_tree(self, jobs: Sequence[Followup]) -> None:
         self.published += [job.job_id for job in jobs]
 
-    def decay(self, job_ids: Sequence[str]) -> None:
-        self.published += job_ids
+    def decay(self, jobs: Sequence[DecayMessage]) -> None:
+        self.published += [job.job_id for job in jobs]
 
 
 @pytest.fixture
@@ -127,7 +128,9 @@ def test_a_bad_mem_tree_job_gets_the_same_error_both_ways(runtime: Runtime, db_u
         producer.close()
     recorder = Recorder()
     with pytest.raises(ValidationError) as by_task:
-        Pipeline(runtime, recorder).enqueue_mem_tree(kind, payload, dedupe_key, None, max_attempts)
+        FleetServices(runtime, recorder).remote.enqueue_mem_tree(
+            kind, payload, dedupe_key, None, max_attempts
+        )
     assert str(by_task.value) == str(by_producer.value)
     assert by_task.value.code == by_producer.value.code
     assert rows(db_url) == 0 and recorder.published == []
@@ -148,18 +151,18 @@ def test_a_bad_decay_job_gets_the_same_error_both_ways(runtime: Runtime, db_url:
         producer.close()
     recorder = Recorder()
     with pytest.raises(ValidationError) as by_task:
-        Pipeline(runtime, recorder).enqueue_decay(kind, source_ids, created_by, method)
+        FleetServices(runtime, recorder).remote.enqueue_decay(kind, source_ids, created_by, method)
     assert str(by_task.value) == str(by_producer.value)
     assert rows(db_url) == 0 and recorder.published == []
 
 
 def test_delays_and_due_times_follow_one_rule(runtime: Runtime, db_url: str) -> None:
-    pipeline = Pipeline(runtime, Recorder())
+    pipeline = FleetServices(runtime, Recorder())
     for delay in (-1, float("nan"), float("inf"), "5", True, 10**12):
         with pytest.raises(ValidationError, match="delay_s must be"):
-            pipeline.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, None, delay)
+            pipeline.remote.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, None, delay)
         with pytest.raises(ValidationError, match="delay_s must be"):
-            pipeline.enqueue_decay(
+            pipeline.remote.enqueue_decay(
                 "candidate_compression", ["mem_1"], "ops", "deterministic_concatenate", delay
             )
     for due in (-1, True, "soon", 10**16):
@@ -206,26 +209,26 @@ def test_a_bad_retrieval_failure_gets_the_same_error_both_ways(
     fields = BAD_RECORDS[case]
     with pytest.raises(ValidationError) as by_producer:
         RetrievalFailure(**fields)
-    with caplog.at_level(logging.ERROR, logger="memtasks.pipeline"):
-        result = Pipeline(runtime, Recorder()).record_retrieval_failures([fields, GOOD_RECORD])
+    with caplog.at_level(logging.ERROR, logger="memtasks.remote"):
+        result = FleetServices(runtime, Recorder()).remote.record_retrieval_failures([fields, GOOD_RECORD])
     assert result == {"written": 1, "rejected": 1}
     assert f"retrieval-failure record rejected: {by_producer.value}" in caplog.text
     assert rows(db_url) == 1, "the good record of the batch, alone"
 
 
 def test_a_retrieval_failure_batch_is_a_list_of_at_most_the_maximum(runtime: Runtime, db_url: str) -> None:
-    pipeline = Pipeline(runtime, Recorder())
+    pipeline = FleetServices(runtime, Recorder())
     for batch in ({"records": []}, "[]", None, 5):
         with pytest.raises(ValidationError, match="batch must be a list of records"):
-            pipeline.record_retrieval_failures(batch)  # type: ignore[arg-type]
+            pipeline.remote.record_retrieval_failures(batch)  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match=f"at most {intake.MAX_RETRIEVAL_FAILURE_BATCH} records"):
-        pipeline.record_retrieval_failures([GOOD_RECORD] * (intake.MAX_RETRIEVAL_FAILURE_BATCH + 1))
+        pipeline.remote.record_retrieval_failures([GOOD_RECORD] * (intake.MAX_RETRIEVAL_FAILURE_BATCH + 1))
     for record in (
         {**GOOD_RECORD, "extra": 1},
         {k: v for k, v in GOOD_RECORD.items() if k != "query_len"},
         [1],
     ):
-        assert pipeline.record_retrieval_failures([record]) == {"written": 0, "rejected": 1}
+        assert pipeline.remote.record_retrieval_failures([record]) == {"written": 0, "rejected": 1}
     assert rows(db_url) == 0
 
 

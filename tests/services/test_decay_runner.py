@@ -21,11 +21,17 @@ from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMetho
 from memtasks.domain.errors import ValidationError
 from memtasks.services.attestation import AttestationVerifier, sign_attestation
 from memtasks.services.decay_runner import DecayRunner, SettleFenced, SummaryBackendRefused
-from memtasks.storage.decay_repo import DecayJob, DecayJobs
+from memtasks.storage.decay_queue import DecayJob, DecayJobs
 from memtasks.storage.memory_repo import MemoryStore
 from memtasks.storage.tables import decay_jobs
 
 pytestmark = pytest.mark.integration
+
+
+def recovered(decay: DecayJobs) -> tuple[list[str], list[str]]:
+    result = decay.recover_expired()
+    return result.requeued, result.failed
+
 
 MODEL = "summariser-7b"
 PROMPT = prompt_template_hash("Summarise:\n{sources}")
@@ -495,7 +501,7 @@ def test_a_backend_error_without_a_code_fails_with_its_message(
 def steal(decay: DecayJobs, clock: FrozenClock, job_id: str) -> DecayJob:
     """Let the lease expire, recover the job and claim it again: the first claim is stale."""
     clock.advance(decay.lease_ms + 1)
-    assert decay.recover_expired() == ([job_id], [])
+    assert recovered(decay) == ([job_id], [])
     thief = DecayJobs.claim(decay, job_id)  # the plain claim, even on StealingDecayJobs
     assert thief is not None
     return thief

@@ -26,7 +26,7 @@ from memtasks.domain.tree import (
 )
 from memtasks.services.mem_tree import Defer, HandlerContext, HandlerRegistry, MemTreeRunner, Outcome
 from memtasks.services.mem_tree.handlers import CODE_CHUNK_MISSING, CODE_ITEM_MISSING
-from memtasks.storage.jobs_repo import MemTreeJobs
+from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_tables import (
     mem_tree_buffer_items,
     mem_tree_buffers,

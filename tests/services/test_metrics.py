@@ -16,7 +16,7 @@ from memtasks.domain.jobs import FailureClass, JobKind, NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.metrics import LoggerCollector, QueueCollector
 from memtasks.services.retrieval_failures import DatabaseSink, RetrievalFailureLogger
-from memtasks.storage.jobs_repo import MemTreeJobs
+from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.tables import mem_tree_jobs as t
 
 pytestmark = pytest.mark.integration

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memtasks.storage.engine import get_engine
-from memtasks.storage.jobs_repo import MemTreeJobs
+from memtasks.storage.mem_tree_queue import MemTreeJobs
 
 
 def claim_until_empty(url: str, batch: int) -> list[str]:

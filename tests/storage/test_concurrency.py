@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from memtasks.domain.jobs import JobKind, JobStatus, NewJob
-from memtasks.storage.jobs_repo import MemTreeJobs
+from memtasks.storage.mem_tree_queue import MemTreeJobs
 from tests.storage._claimers import claim_until_empty
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,4 +28,4 @@ def test_four_processes_claim_each_job_exactly_once(db_url: str, engine, batch: 
     assert max(claimed.values()) == 1, "no job claimed twice"
     assert set(claimed) == set(ids)
     assert sum(1 for ids_ in per_process if ids_) >= 2, "the work was shared"
-    assert jobs.count_by_status()[JobStatus.DONE] == 2_000
+    assert jobs.admin.count_by_state()[JobStatus.DONE] == 2_000

@@ -9,11 +9,18 @@ from sqlalchemy.exc import IntegrityError
 from memtasks.domain.clock import MINUTE_MS, FrozenClock
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod
 from memtasks.domain.errors import ValidationError
-from memtasks.storage.decay_repo import DecayJobs
+from memtasks.domain.jobs import FailureClass
+from memtasks.storage.decay_queue import DecayJobs
 from memtasks.storage.tables import decay_jobs
 from tests.helpers import all_at_once
 
 pytestmark = pytest.mark.integration
+
+
+def recovered(decay: DecayJobs) -> tuple[list[str], list[str]]:
+    result = decay.recover_expired()
+    return result.requeued, result.failed
+
 
 DET = DecaySpec(DecayKind.CANDIDATE_COMPRESSION, ("mem_a", "mem_b"))
 LLM = DecaySpec(DecayKind.EPISODE_COMPRESSION, ("ep_a",), SummaryMethod.LLM_SUMMARY)
@@ -120,11 +127,11 @@ def test_settle_is_fenced_and_failed_reason_never_empty(decay: DecayJobs, clock:
     first = decay.claim(job_id)
     assert first is not None
     clock.advance(5 * MINUTE_MS + 1)
-    assert decay.recover_expired() == ([job_id], [])
+    assert recovered(decay) == ([job_id], [])
     second = decay.claim(job_id)
     assert second is not None
     assert not decay.settle_completed(first.lease, "mem_stale"), "fenced out"
-    assert decay.settle_failed(second.lease, "   ")
+    assert decay.settle_failed(second.lease, "   ", FailureClass.UNRECOVERABLE)
     row = decay.get(job_id)
     assert row is not None and row.state is DecayState.FAILED
     assert row.state_reason == "decay.runner.failure"
@@ -144,7 +151,7 @@ def test_recovery_fails_a_job_whose_attempts_are_spent(engine, clock: FrozenCloc
     job_id = decay.enqueue(DET, created_by="op")
     assert decay.claim_next() is not None
     clock.advance(5 * MINUTE_MS + 1)
-    assert decay.recover_expired() == ([], [job_id])
+    assert recovered(decay) == ([], [job_id])
     row = decay.get(job_id)
     assert row is not None and row.state is DecayState.FAILED
     assert row.state_reason == "decay.runner.lease_expired"
@@ -157,18 +164,18 @@ def test_heartbeat_keeps_the_lease(decay: DecayJobs, clock: FrozenClock) -> None
     clock.advance(4 * MINUTE_MS)
     assert decay.heartbeat(claimed.lease)
     clock.advance(4 * MINUTE_MS)
-    assert decay.recover_expired() == ([], [])
+    assert recovered(decay) == ([], [])
 
 
 def test_cancel_pending(decay: DecayJobs) -> None:
     a = decay.enqueue(DET, created_by="op")
     decay.enqueue(LLM, created_by="op")
-    assert decay.cancel(a)
-    assert not decay.cancel(a)
+    assert decay.admin.cancel(a)
+    assert not decay.admin.cancel(a)
     with pytest.raises(ValidationError, match="not found"):
-        decay.cancel("dj_nope")
-    assert decay.cancel_pending() == 1
-    assert decay.count_by_state()[DecayState.CANCELLED] == 2
+        decay.admin.cancel("dj_nope")
+    assert decay.admin.cancel_ready() == 1
+    assert decay.admin.count_by_state()[DecayState.CANCELLED] == 2
     assert decay.claim_next(include_llm=True) is None
 
 

@@ -152,7 +152,7 @@ def test_a_claim_on_a_connection_pinged_after_idling_runs(
     autocommit statement) failed with "can't change 'autocommit' now" after any quiet spell."""
     from memtasks.domain.tree import seal_job
     from memtasks.storage import engine as engine_module
-    from memtasks.storage.jobs_repo import MemTreeJobs
+    from memtasks.storage.mem_tree_queue import MemTreeJobs
 
     jobs = MemTreeJobs(get_engine(pg_schema))
     job_id = jobs.enqueue(seal_job("idle", 0))

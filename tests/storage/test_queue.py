@@ -6,18 +6,15 @@ from typing import Any
 
 import pytest
 from sqlalchemy import insert, select, update
+from sqlalchemy.dialects import postgresql
 
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, FrozenClock
 from memtasks.domain.errors import JobNotFound, MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import FailureClass, JobKind, JobStatus, Lease, NewJob
-from memtasks.storage.jobs_repo import (
-    _PG_INSERT_MANY,
-    NEW_ROW_COLUMNS,
-    UNNEST_CHUNK,
-    MemTreeJobs,
-    QueueConfig,
-)
+from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.queue import MEM_TREE, QueueConfig
+from memtasks.storage.queue.insert import UNNEST_CHUNK, Inserter
 from memtasks.storage.tables import ACTIVE_WHERE, mem_tree_jobs
 from tests.helpers import all_at_once
 
@@ -85,7 +82,7 @@ def test_batch_claim_respects_priority_and_limit(jobs: MemTreeJobs) -> None:
     assert len(batch) == 3
     assert batch[0].kind == "seal"
     assert len({b.lease_token for b in batch}) == 1
-    assert jobs.count_by_status()[JobStatus.RUNNING] == 3
+    assert jobs.admin.count_by_state()[JobStatus.RUNNING] == 3
 
 
 def test_claim_filters_by_kind(jobs: MemTreeJobs) -> None:
@@ -115,7 +112,7 @@ def test_retired_kinds_are_never_claimed_and_are_purged(jobs: MemTreeJobs, engin
     assert jobs.claim_next() is None
     assert jobs.claim("job:old1") is None
     assert jobs.purge_retired() == 2
-    assert jobs.count_total() == 0
+    assert jobs.admin.count_total() == 0
 
 
 def test_unknown_kind_is_refused_at_enqueue() -> None:
@@ -171,7 +168,7 @@ def test_enqueue_many_dedupes_within_and_across_batches(jobs: MemTreeJobs) -> No
     assert ids[0] is None
     assert ids[1] is not None and ids[2] is None
     assert ids[3] is not None and ids[4] is not None
-    assert jobs.count_total() == 4
+    assert jobs.admin.count_total() == 4
 
 
 def test_enqueue_many_writes_what_enqueue_writes_across_insert_chunks(
@@ -200,7 +197,7 @@ def test_enqueue_many_writes_what_enqueue_writes_across_insert_chunks(
         if job_id is None:
             continue
         row = stored[job_id]
-        expected = reference._new_row(made, clock())
+        expected = reference._new_row(made, clock(), published=True)
         due = expected["available_at_ms"] <= clock()
         assert (row.kind, row.priority, row.payload_json, row.dedupe_key, row.status) == (
             expected["kind"],
@@ -219,13 +216,14 @@ def test_enqueue_many_writes_what_enqueue_writes_across_insert_chunks(
 
 
 def test_the_postgresql_batch_insert_names_every_new_row_column_and_the_dedupe_predicate() -> None:
-    sql = _PG_INSERT_MANY.text
-    assert ACTIVE_WHERE in sql, "ON CONFLICT must infer the partial unique dedupe index"
-    for name in NEW_ROW_COLUMNS:
-        assert f":{name} " in sql
     probe = MemTreeJobs.__new__(MemTreeJobs)
     probe.config = QueueConfig()
-    assert tuple(probe._new_row(NewJob(JobKind.SEAL, {}), 0)) == NEW_ROW_COLUMNS
+    columns = tuple(probe._new_row(NewJob(JobKind.SEAL, {}), 0, published=False))
+    stmt = Inserter(MEM_TREE)._statement("postgresql", columns)
+    sql = str(stmt.compile(dialect=postgresql.dialect()))
+    assert ACTIVE_WHERE in sql, "ON CONFLICT must infer the partial unique dedupe index"
+    for name in columns:
+        assert f"unnest(%({name})s::" in sql, name
 
 
 def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:
@@ -233,7 +231,7 @@ def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:
     inserted = [r for r in results if r is not None]
     assert len(results) == 50
     assert len(inserted) == 1
-    assert jobs.count_by_status()[JobStatus.READY] == 1
+    assert jobs.admin.count_by_state()[JobStatus.READY] == 1
     claimed = jobs.claim_next()
     assert claimed is not None and jobs.settle_done(claimed.lease)
     assert jobs.enqueue(job(key="extract:chunk-1")) is not None
@@ -243,7 +241,7 @@ def test_enqueue_inside_callers_transaction(jobs: MemTreeJobs, engine) -> None: 
     with engine.connect() as conn, conn.begin() as tx:
         assert jobs.enqueue(job(), conn=conn) is not None
         tx.rollback()
-    assert jobs.count_total() == 0
+    assert jobs.admin.count_total() == 0
     with engine.begin() as conn:
         job_id = jobs.enqueue(job(), conn=conn)
     assert job_id is not None and jobs.get(job_id) is not None
@@ -321,7 +319,7 @@ def test_unrecoverable_failure_is_terminal_on_first_attempt(jobs: MemTreeJobs) -
     assert row is not None and row.status is JobStatus.FAILED and row.attempts == 1
     assert row.failure_class is FailureClass.UNRECOVERABLE
     assert row.failure_reason == "embedding dimension mismatch"
-    assert jobs.count_unrecoverable() == 1
+    assert jobs.admin.count_unrecoverable() == 1
 
 
 def test_deferral_refunds_the_attempt(jobs: MemTreeJobs, clock: FrozenClock) -> None:
@@ -406,13 +404,13 @@ def test_requeue_transient_only_leaves_unrecoverable(jobs: MemTreeJobs) -> None:
         ids.append(claimed.id)
     with jobs.engine.begin() as c:  # a row failed by an older version: no class recorded
         c.execute(update(mem_tree_jobs).where(mem_tree_jobs.c.id == ids[2]).values(failure_class=None))
-    assert jobs.count_by_status()[JobStatus.FAILED] == 3
-    assert jobs.count_unrecoverable() == 1
-    assert jobs.requeue_failed(transient_only=True) == 2
-    assert jobs.count_by_status()[JobStatus.FAILED] == 1
-    assert jobs.count_unrecoverable() == 1
-    assert jobs.requeue_failed() == 1
-    counts = jobs.count_by_status()
+    assert jobs.admin.count_by_state()[JobStatus.FAILED] == 3
+    assert jobs.admin.count_unrecoverable() == 1
+    assert jobs.admin.requeue_failed(transient_only=True) == 2
+    assert jobs.admin.count_by_state()[JobStatus.FAILED] == 1
+    assert jobs.admin.count_unrecoverable() == 1
+    assert jobs.admin.requeue_failed() == 1
+    counts = jobs.admin.count_by_state()
     assert counts[JobStatus.READY] == 3 and counts[JobStatus.FAILED] == 0
     row = jobs.claim_next()
     assert row is not None and row.attempts == 1 and row.failure_class is None
@@ -430,7 +428,7 @@ def test_requeue_never_breaks_the_dedupe_index(jobs: MemTreeJobs) -> None:
     jobs.settle_failed(claimed.lease, "bad", FailureClass.UNRECOVERABLE)
     active = jobs.enqueue(job(key="seal:t:2"))
     assert active is not None
-    assert jobs.requeue_failed() == 1, "one of the two seal:t:1 rows; seal:t:2 is held by an active row"
+    assert jobs.admin.requeue_failed() == 1, "one of the two seal:t:1 rows; seal:t:2 is held by an active row"
     with jobs.engine.connect() as c:
         keys = (
             c.execute(select(mem_tree_jobs.c.dedupe_key).where(mem_tree_jobs.c.status == "ready"))
@@ -447,19 +445,19 @@ def test_batch_settle_done(jobs: MemTreeJobs) -> None:
     leases = [j.lease for j in first + second]
     assert jobs.settle_done_many(leases) == 7
     assert jobs.settle_done_many(leases) == 0
-    assert jobs.count_by_status()[JobStatus.DONE] == 7
+    assert jobs.admin.count_by_state()[JobStatus.DONE] == 7
 
 
 def test_cancel_and_cancel_pending(jobs: MemTreeJobs) -> None:
     a = jobs.enqueue(job(JobKind.SEAL))
     jobs.enqueue_many([job(JobKind.EXTRACT_CHUNK, n=i) for i in range(3)])
     assert a is not None
-    assert jobs.cancel(a)
-    assert not jobs.cancel(a), "already cancelled"
+    assert jobs.admin.cancel(a)
+    assert not jobs.admin.cancel(a), "already cancelled"
     with pytest.raises(JobNotFound, match="job:missing"):
-        jobs.cancel("job:missing")
-    assert jobs.cancel_pending(kind=JobKind.EXTRACT_CHUNK) == 3
-    assert jobs.count_by_status()[JobStatus.CANCELLED] == 4
+        jobs.admin.cancel("job:missing")
+    assert jobs.admin.cancel_ready(kind=JobKind.EXTRACT_CHUNK) == 3
+    assert jobs.admin.count_by_state()[JobStatus.CANCELLED] == 4
     assert jobs.claim_next() is None
 
 
@@ -470,8 +468,8 @@ def test_prune_finished_respects_retention(jobs: MemTreeJobs, clock: FrozenClock
     clock.advance(15 * DAY_MS)
     recent = jobs.claim_next()
     assert recent is not None and jobs.settle_done(recent.lease)
-    assert jobs.prune_finished(14 * DAY_MS, batch=2) == 3
-    counts = jobs.count_by_status()
+    assert jobs.admin.prune_finished(14 * DAY_MS, batch=2) == 3
+    counts = jobs.admin.count_by_state()
     assert counts[JobStatus.DONE] == 1 and counts[JobStatus.READY] == 1
 
 
@@ -503,6 +501,6 @@ def test_a_claim_changes_exactly_the_rows_it_returns(jobs: MemTreeJobs, clock: F
     jobs.enqueue_many([NewJob(JobKind.EXTRACT_CHUNK, {"i": i}, available_at_ms=i) for i in range(20)])
     jobs.enqueue(job(JobKind.SEAL))
     assert jobs.claim_next() is not None
-    assert jobs.count_by_status()[JobStatus.RUNNING] == 1
+    assert jobs.admin.count_by_state()[JobStatus.RUNNING] == 1
     assert len(jobs.claim_batch(5)) == 5
-    assert jobs.count_by_status()[JobStatus.RUNNING] == 6
+    assert jobs.admin.count_by_state()[JobStatus.RUNNING] == 6

@@ -16,7 +16,8 @@ from sqlalchemy import text
 from memtasks.domain.clock import FrozenClock
 from memtasks.domain.tree import seal_job
 from memtasks.storage.engine import get_engine
-from memtasks.storage.jobs_repo import MemTreeJobs, QueueConfig
+from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.queue import QueueConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 

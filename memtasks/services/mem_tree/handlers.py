@@ -26,7 +26,7 @@ from memtasks.domain.tree import (
     seal_job,
     should_force_seal,
 )
-from memtasks.services.mem_tree.registry import Defer, Handler, HandlerContext
+from memtasks.services.mem_tree.context import Defer, Handler, HandlerContext
 
 CODE_CHUNK_MISSING = "mem_tree.chunk.missing"
 CODE_ITEM_MISSING = "mem_tree.item.missing"

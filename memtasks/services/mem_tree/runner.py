@@ -1,83 +1,79 @@
-"""Run memory-tree jobs: claim → handler → settle, exactly once in effect.
+"""Run memory-tree jobs: the one orchestration that workers and tests share.
 
-A handler's writes, the follow-up jobs it enqueues and the job's settle share one
-transaction. The settle is fenced by the claim's lease token: when the lease was lost
-(the job was recovered and claimed again elsewhere) the settle changes no row, and the
-whole transaction — every write of the handler — rolls back. A handler that raises rolls
-back the same way; the job is then settled ``failed``: unrecoverable for input that can
-never succeed (:class:`~memtasks.domain.errors.ValidationError`), transient otherwise (it
-comes back after its backoff until its attempts are spent).
+``run_by_id`` is what a run message does: take an LLM permit when the kind needs one (or
+move the job a little ahead when none is free — it is not claimed, so no lease burns),
+claim the row by id, keep its lease alive while the handler runs, settle in the job's
+transaction (:mod:`~memtasks.services.mem_tree.transaction`), then publish the follow-ups
+the commit enqueued. ``drain_batch`` is what a drain message does: claim many at once and
+settle them in one transaction. ``run_next`` and ``drain`` take the most urgent due jobs.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from enum import StrEnum
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
-from memtasks.domain.clock import Clock, system_clock
+from memtasks.domain.clock import SECOND_MS, Clock
 from memtasks.domain.errors import ValidationError
-from memtasks.domain.jobs import FailureClass, JobKind
+from memtasks.domain.jobs import JobKind
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
-from memtasks.services.mem_tree.registry import Defer, Followup, HandlerContext, HandlerRegistry
-from memtasks.storage.jobs_repo import Job, MemTreeJobs
+from memtasks.services.holding import Holding
+from memtasks.services.mem_tree.context import Followup
+from memtasks.services.mem_tree.registry import HandlerRegistry
+from memtasks.services.mem_tree.transaction import Outcome, RunResult, Transactions
+from memtasks.services.publishing import Publisher
+from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.tree_repo import TreeStore
 
 log = logging.getLogger("memtasks.mem_tree")
 
-MAX_ERROR_CHARS = 2_000
-
-
-class Outcome(StrEnum):
-    DONE = "done"
-    DEFERRED = "deferred"
-    RETRY = "retry"
-    FAILED = "failed"
-    FENCED = "fenced"
-
-
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    """What one run did. ``followups`` are the ids of the jobs its commit enqueued."""
-
-    job_id: str
-    kind: str
-    outcome: Outcome
-    attempts: int
-    followups: tuple[Followup, ...] = ()
-    error: str | None = None
-    retry_at_ms: int | None = None
-
-
-class _Fenced(Exception):
-    """The settle found the lease gone: roll the transaction back."""
-
-
-class _HandlerRaised(Exception):
-    """A handler raised in a batch's fast path: run the batch again with savepoints."""
+DEFAULT_PERMIT_WAIT_MS = 5 * SECOND_MS
 
 
 @dataclass(slots=True)
 class MemTreeRunner:
-    """Runs claimed memory-tree jobs with the registry's handlers."""
+    """Runs memory-tree jobs with the registry's handlers.
+
+    ``publisher``: publish each commit's follow-ups at once (None: the dispatch sweep does).
+    ``llm``: the text models call an LLM, so LLM-bound kinds hold a permit of ``holding``.
+    """
 
     engine: Engine
     jobs: MemTreeJobs
     registry: HandlerRegistry = field(default_factory=HandlerRegistry.default)
     models: TextModels = field(default_factory=TextModels)
     config: TreeConfig = field(default_factory=TreeConfig)
-    clock: Clock = system_clock
+    clock: Clock | None = None
     store: TreeStore | None = None
-    publishes_followups: bool = False
-    """True when the caller publishes :attr:`RunResult.followups` after the commit."""
+    holding: Holding = field(default_factory=Holding)
+    publisher: Publisher | None = None
+    llm: bool = False
+    permit_wait_ms: int = DEFAULT_PERMIT_WAIT_MS
+    _transactions: Transactions | None = None
 
-    def __post_init__(self) -> None:
-        if self.store is None:
-            self.store = TreeStore(self.engine, clock=self.clock)
+    @property
+    def transactions(self) -> Transactions:
+        if self._transactions is None:
+            clock = self.jobs.clock if self.clock is None else self.clock
+            self._transactions = Transactions(
+                self.engine,
+                self.jobs,
+                self.registry,
+                self.models,
+                self.config,
+                clock,
+                self.store or TreeStore(self.engine, clock=clock),
+                publishes_followups=self.publisher is not None,
+            )
+        return self._transactions
+
+    def needs_permit(self, kind: JobKind) -> bool:
+        return self.llm and self.registry.llm_bound(kind)
 
     # ── entry points ─────────────────────────────────────────────────────────
 
@@ -87,16 +83,46 @@ class MemTreeRunner:
         A row with an unknown kind or a malformed payload is failed as unrecoverable by the
         claim, which raises the error naming it.
         """
-        job = self.jobs.claim(job_id)
-        return None if job is None else self.run(job)
+        with self.holding.permit(self._permit_needed(job_id)) as permit:
+            if not permit.granted:
+                postponed = self.jobs.postpone(job_id, self.permit_wait_ms)
+                log.info("memtasks.mem_tree: %s waits for an LLM permit (postponed: %s)", job_id, postponed)
+                return RunResult(job_id, "", Outcome.WAITING, 0)
+            job = self.jobs.claim(job_id)
+            if job is None:
+                return None
+            with self.holding.lease(self.jobs, job.lease, permit):
+                result = self.transactions.run(job)
+        self._publish(result.followups)
+        return result
+
+    def _permit_needed(self, job_id: str) -> bool:
+        if not self.llm:
+            return False
+        row = self.jobs.get(job_id)
+        if row is None:
+            return False
+        try:
+            return self.needs_permit(row.job_kind)
+        except ValidationError:
+            return False  # the claim fails the row and names the kind
 
     def run_next(self, *, kinds: Sequence[JobKind] | None = None) -> RunResult | None:
         """Claim the most urgent due job and run it; None when nothing is due."""
-        job = self.jobs.claim_next(kinds=kinds)
-        return None if job is None else self.run(job)
+        needed = self.llm and any(self.needs_permit(k) for k in (kinds or list(JobKind)))
+        with self.holding.permit(needed) as permit:
+            if not permit.granted:
+                return None
+            job = self.jobs.claim_next(kinds=kinds)
+            if job is None:
+                return None
+            with self.holding.lease(self.jobs, job.lease, permit):
+                result = self.transactions.run(job)
+        self._publish(result.followups)
+        return result
 
     def drain(self, *, kinds: Sequence[JobKind] | None = None, limit: int | None = None) -> list[RunResult]:
-        """Run due jobs until none is left (or ``limit`` ran)."""
+        """Run due jobs one by one until none is left (or ``limit`` ran)."""
         results: list[RunResult] = []
         while limit is None or len(results) < limit:
             result = self.run_next(kinds=kinds)
@@ -105,135 +131,41 @@ class MemTreeRunner:
             results.append(result)
         return results
 
-    # ── one claimed job ──────────────────────────────────────────────────────
-
-    def run(self, job: Job) -> RunResult:
-        """Run a job this process has claimed, and settle it under its lease."""
-        spec = self.registry[job.job_kind]
-        try:
-            with self.engine.begin() as conn:
-                ctx = self._context(conn, job)
-                decision = spec.handler(ctx, job.payload())
-                result = self._settle(conn, job, decision, tuple(ctx.followups))
-        except _Fenced:
-            log.warning("memtasks.mem_tree: job %s lost its lease; its writes were rolled back", job.id)
-            return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts)
-        except Exception as exc:
-            return self._fail(job, exc)
-        return result
-
-    def run_batch(self, jobs: Sequence[Job]) -> list[RunResult]:
-        """Run claimed jobs in one transaction and settle them together: one commit per batch.
-
-        The fast path runs every handler straight in the transaction. When one raises, the
-        whole transaction rolls back and the batch runs again with a savepoint per handler,
-        so only the raising handler's writes are undone; its job is settled failed after the
-        commit. When any lease of the batch was lost, the batch rolls back and every job runs
-        on its own, fenced one by one.
-        """
+    def drain_batch(self, kinds: Sequence[JobKind], limit: int) -> list[RunResult]:
+        """Claim up to ``limit`` due jobs of ``kinds`` (SKIP LOCKED), run them in one
+        transaction, settle them together, publish their follow-ups. Kinds that need an LLM
+        permit are left out: each of those runs on its own, holding its own permit."""
+        allowed = [k for k in kinds if not self.needs_permit(k)]
+        if not allowed:
+            return []
+        jobs = self.jobs.claim_batch(limit, kinds=allowed)
         if not jobs:
             return []
-        try:
-            try:
-                return self._batch(jobs, savepoints=False)
-            except _HandlerRaised:
-                return self._batch(jobs, savepoints=True)
-        except _Fenced:
-            log.warning("memtasks.mem_tree: a batch of %d lost a lease; runs its jobs one by one", len(jobs))
-            return [self.run(job) for job in jobs]
-
-    def _batch(self, jobs: Sequence[Job], *, savepoints: bool) -> list[RunResult]:
-        results: list[RunResult] = []
-        failures: list[tuple[Job, Exception]] = []
-        with self.engine.begin() as conn:
-            done: list[tuple[Job, tuple[Followup, ...]]] = []
+        with ExitStack() as held:
             for job in jobs:
-                ctx = self._context(conn, job)
-                handler = self.registry[job.job_kind].handler
-                try:
-                    if savepoints:
-                        with conn.begin_nested():
-                            decision = handler(ctx, job.payload())
-                    else:
-                        decision = handler(ctx, job.payload())
-                except Exception as exc:
-                    if not savepoints:
-                        raise _HandlerRaised from exc
-                    failures.append((job, exc))
-                    continue
-                if decision is None:
-                    done.append((job, tuple(ctx.followups)))
-                else:
-                    results.append(self._settle(conn, job, decision, tuple(ctx.followups)))
-            if self.jobs.settle_done_many([job.lease for job, _ in done], conn=conn) != len(done):
-                raise _Fenced
-            results += [RunResult(j.id, j.kind, Outcome.DONE, j.attempts, f) for j, f in done]
-        return results + [self._fail(job, exc) for job, exc in failures]
+                held.enter_context(self.holding.lease(self.jobs, job.lease))
+            results = self.transactions.run_batch(jobs)
+        self._publish(tuple(f for result in results for f in result.followups))
+        return results
 
-    def _context(self, conn: Connection, job: Job) -> HandlerContext:
-        assert self.store is not None
-        return HandlerContext(
-            conn=conn,
-            job=job,
-            store=self.store,
-            models=self.models,
-            config=self.config,
-            clock=self.clock,
-            queue=self.jobs,
-            publishes_followups=self.publishes_followups,
-        )
+    # ── claimed jobs ─────────────────────────────────────────────────────────
 
-    def _settle(
-        self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[Followup, ...]
-    ) -> RunResult:
-        if isinstance(decision, Defer):
-            deferred = self.jobs.settle_deferred(
-                job.lease, decision.until_ms, reason=decision.reason, conn=conn
-            )
-            if deferred is None:
-                raise _Fenced
-            if deferred.terminal:
-                return RunResult(job.id, job.kind, Outcome.FAILED, deferred.attempts, error=decision.reason)
-            return RunResult(
-                job.id,
-                job.kind,
-                Outcome.DEFERRED,
-                deferred.attempts,
-                followups,
-                retry_at_ms=deferred.retry_at_ms,
-            )
-        if not self.jobs.settle_done(job.lease, conn=conn):
-            raise _Fenced
-        return RunResult(job.id, job.kind, Outcome.DONE, job.attempts, followups)
+    def run(self, job: Job) -> RunResult:
+        """Run a job this process has claimed (its lease is the caller's to keep)."""
+        return self.transactions.run(job)
 
-    def _fail(self, job: Job, exc: Exception) -> RunResult:
-        if isinstance(exc, ValidationError):
-            failure_class, reason = FailureClass.UNRECOVERABLE, exc.code
-        else:
-            failure_class, reason = FailureClass.TRANSIENT, None
-        message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
-        outcome = self.jobs.settle_failed(job.lease, message, failure_class, reason=reason)
-        if outcome is None:
-            log.warning("memtasks.mem_tree: job %s failed after losing its lease: %s", job.id, message)
-            return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts, error=message)
-        log.log(
-            logging.ERROR if outcome.terminal else logging.WARNING,
-            "memtasks.mem_tree: job %s (%s) attempt %d failed (%s): %s",
-            job.id,
-            job.kind,
-            outcome.attempts,
-            "terminal" if outcome.terminal else "will retry",
-            message,
-            exc_info=failure_class is FailureClass.TRANSIENT,
-        )
-        return RunResult(
-            job.id,
-            job.kind,
-            Outcome.FAILED if outcome.terminal else Outcome.RETRY,
-            outcome.attempts,
-            error=message,
-            retry_at_ms=outcome.retry_at_ms,
-        )
+    def run_batch(self, jobs: Sequence[Job]) -> list[RunResult]:
+        return self.transactions.run_batch(jobs)
+
+    def _publish(self, followups: Sequence[Followup]) -> None:
+        if not followups or self.publisher is None:
+            return
+        try:
+            self.publisher.mem_tree(followups)
+        except Exception:
+            # The rows are committed: the next dispatch sweep publishes them.
+            self.jobs.forget_dispatch([f.job_id for f in followups])
+            raise
 
 
 __all__ = ["MemTreeRunner", "Outcome", "RunResult"]

@@ -1,4 +1,5 @@
-"""The Pipeline service without Celery: dispatch, recovery, release, remote enqueue, with a recording publisher."""
+"""A worker process's services without Celery: dispatch, recovery, release, remote enqueue, with a
+recording publisher."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from memtasks.domain.clock import FrozenClock
 from memtasks.domain.errors import MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import JobKind, JobStatus
 from memtasks.domain.tree import seal_job
-from memtasks.services.mem_tree import Followup
-from memtasks.services.pipeline import Pipeline
+from memtasks.services.fleet import FleetServices
+from memtasks.services.mem_tree import Followup, Outcome
+from memtasks.services.publishing import DecayMessage
 from memtasks.services.runtime import open_runtime
 from tests.helpers import wait_for
 
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.integration
 class Recorder:
     def __init__(self, fail: bool = False) -> None:
         self.mem_tree_jobs: list[Followup] = []
-        self.decay_jobs: list[str] = []
+        self.decay_jobs: list[DecayMessage] = []
         self.fail = fail
 
     def mem_tree(self, jobs: Sequence[Followup]) -> None:
@@ -30,57 +32,59 @@ class Recorder:
             raise ConnectionError("broker down")
         self.mem_tree_jobs += jobs
 
-    def decay(self, job_ids: Sequence[str]) -> None:
-        self.decay_jobs += job_ids
+    def decay(self, jobs: Sequence[DecayMessage]) -> None:
+        self.decay_jobs += jobs
 
 
 @pytest.fixture
-def pipeline(db_url: str, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> Pipeline:
+def pipeline(db_url: str, monkeypatch: pytest.MonkeyPatch, clock: FrozenClock) -> FleetServices:
     monkeypatch.setenv("MEMTASKS_DATABASE_URL", db_url)
     monkeypatch.setenv("MEMTASKS_REDISPATCH_AFTER_S", "60")
-    return Pipeline(open_runtime(load_settings(), clock=clock), Recorder())
+    return FleetServices(open_runtime(load_settings(), clock=clock), Recorder())
 
 
-def test_dispatch_publishes_rows_without_a_message_once(pipeline: Pipeline, clock: FrozenClock) -> None:
+def test_dispatch_publishes_rows_without_a_message_once(pipeline: FleetServices, clock: FrozenClock) -> None:
     jobs = pipeline.runtime.jobs
     unpublished = jobs.enqueue(seal_job("a", 0))
     published = jobs.enqueue(seal_job("b", 0), published=True)
-    assert pipeline.dispatch_due() == {"mem_tree": 1, "decay": 0}
+    assert pipeline.maintenance.dispatch_due() == {"mem_tree": 1, "decay": 0}
     recorder = pipeline.publisher
     assert isinstance(recorder, Recorder)
     assert [j.job_id for j in recorder.mem_tree_jobs] == [unpublished]
-    assert pipeline.dispatch_due()["mem_tree"] == 0, "a fresh message is not sent again"
+    assert pipeline.maintenance.dispatch_due()["mem_tree"] == 0, "a fresh message is not sent again"
     clock.advance(60_000)
     before = len(recorder.mem_tree_jobs)
-    assert pipeline.dispatch_due()["mem_tree"] == 2, "after redispatch_after, possibly lost messages go again"
+    assert pipeline.maintenance.dispatch_due()["mem_tree"] == 2, (
+        "after redispatch_after, possibly lost messages go again"
+    )
     assert {j.job_id for j in recorder.mem_tree_jobs[before:]} == {unpublished, published}
 
 
-def test_a_failed_publish_leaves_the_rows_to_the_next_sweep(pipeline: Pipeline) -> None:
-    pipeline.publisher = Recorder(fail=True)
+def test_a_failed_publish_leaves_the_rows_to_the_next_sweep(pipeline: FleetServices) -> None:
+    pipeline.maintenance.publisher = Recorder(fail=True)
     job_id = pipeline.runtime.jobs.enqueue(seal_job("a", 0))
     with pytest.raises(ConnectionError):
-        pipeline.dispatch_due()
+        pipeline.maintenance.dispatch_due()
     row = pipeline.runtime.jobs.get(str(job_id))
     assert row is not None and row.dispatched_at_ms is None
-    pipeline.publisher = Recorder()
-    assert pipeline.dispatch_due()["mem_tree"] == 1
+    pipeline.maintenance.publisher = Recorder()
+    assert pipeline.maintenance.dispatch_due()["mem_tree"] == 1
 
 
-def test_recover_requeues_and_publishes_at_once(pipeline: Pipeline, clock: FrozenClock) -> None:
+def test_recover_requeues_and_publishes_at_once(pipeline: FleetServices, clock: FrozenClock) -> None:
     jobs = pipeline.runtime.jobs
     job_id = jobs.enqueue(seal_job("a", 0), published=True)
     assert jobs.claim(str(job_id)) is not None
     clock.advance(jobs.config.lease_ms + 1)
-    assert pipeline.recover() == {"requeued": 1, "failed": 0, "dispatched": 1}
+    assert pipeline.maintenance.recover() == {"requeued": 1, "failed": 0, "dispatched": 1}
 
 
-def test_release_held_refunds_the_attempt(pipeline: Pipeline) -> None:
+def test_release_held_refunds_the_attempt(pipeline: FleetServices) -> None:
     jobs = pipeline.runtime.jobs
     job_id = jobs.enqueue(seal_job("a", 0))
     job = jobs.claim(str(job_id))
     assert job is not None and job.attempts == 1
-    with pipeline.leases.holding(job.lease):
+    with pipeline.holding.lease(jobs, job.lease):
         assert pipeline.release_held() == 1
     row = jobs.get(job.id)
     assert row is not None and (row.status, row.attempts) == (JobStatus.READY, 0)
@@ -91,13 +95,13 @@ def test_a_held_lease_is_extended_while_the_job_runs(db_url: str, monkeypatch: p
     """The lease keeper's thread extends a real lease on a real clock: it outlives ``lease_s``."""
     monkeypatch.setenv("MEMTASKS_DATABASE_URL", db_url)
     monkeypatch.setenv("MEMTASKS_LEASE_S", "0.6")
-    pipeline = Pipeline(open_runtime(load_settings()), Recorder())
+    pipeline = FleetServices(open_runtime(load_settings()), Recorder())
     jobs = pipeline.runtime.jobs
     job = jobs.claim(str(jobs.enqueue(seal_job("a", 0))))
     assert job is not None
     first = job.locked_until_ms
     assert first is not None
-    with pipeline.leases.holding(job.lease):
+    with pipeline.holding.lease(jobs, job.lease):
 
         def extended_twice() -> bool:
             row = jobs.get(job.id)
@@ -105,28 +109,29 @@ def test_a_held_lease_is_extended_while_the_job_runs(db_url: str, monkeypatch: p
 
         wait_for(extended_twice, timeout=10)
         assert jobs.recover_expired().requeued == [], "a beaten lease has not expired"
-    assert pipeline.leases.held() == []
+    assert pipeline.release_held() == 0, "the lease was dropped when the block ended"
 
 
-def test_remote_enqueue_validates_dedupes_and_publishes(pipeline: Pipeline) -> None:
-    first = pipeline.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, "seal:t:0")
-    again = pipeline.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, "seal:t:0")
+def test_remote_enqueue_validates_dedupes_and_publishes(pipeline: FleetServices) -> None:
+    first = pipeline.remote.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, "seal:t:0")
+    again = pipeline.remote.enqueue_mem_tree("seal", {"tree_id": "t", "level": 0}, "seal:t:0")
     assert first["job_id"] and again == {"job_id": None, "deduped": True}
-    later = pipeline.enqueue_mem_tree("seal", {"tree_id": "u", "level": 0}, delay_s=30)
+    later = pipeline.remote.enqueue_mem_tree("seal", {"tree_id": "u", "level": 0}, delay_s=30)
     recorder = pipeline.publisher
     assert isinstance(recorder, Recorder)
     assert [j.job_id for j in recorder.mem_tree_jobs] == [first["job_id"]], "a delayed job waits for dispatch"
     assert later["job_id"]
     with pytest.raises(UnknownJobKind, match="'nope'"):
-        pipeline.enqueue_mem_tree("nope", {})
+        pipeline.remote.enqueue_mem_tree("nope", {})
     with pytest.raises(MalformedPayload, match="'level'"):
-        pipeline.enqueue_mem_tree("seal", {"tree_id": "t"})
-    assert pipeline.runtime.jobs.count_total() == 2
+        pipeline.remote.enqueue_mem_tree("seal", {"tree_id": "t"})
+    assert pipeline.runtime.jobs.admin.count_total() == 2
 
 
-def test_a_job_that_is_not_claimable_is_dropped(pipeline: Pipeline) -> None:
+def test_a_job_that_is_not_claimable_is_dropped(pipeline: FleetServices) -> None:
     job_id = str(pipeline.runtime.jobs.enqueue(seal_job("a", 0)))
-    assert pipeline.run_mem_tree(job_id)["outcome"] == "done"
-    assert pipeline.run_mem_tree(job_id) == {"job_id": job_id, "outcome": "not_claimable"}
-    assert pipeline.run_mem_tree("job:missing")["outcome"] == "not_claimable"
-    assert JobKind.SEAL.value in {j.kind for j in pipeline.runtime.jobs.list_jobs()}
+    result = pipeline.mem_tree.run_by_id(job_id)
+    assert result is not None and result.outcome is Outcome.DONE
+    assert pipeline.mem_tree.run_by_id(job_id) is None, "done: the message is dropped"
+    assert pipeline.mem_tree.run_by_id("job:missing") is None
+    assert JobKind.SEAL.value in {j.kind for j in pipeline.runtime.jobs.admin.list_jobs()}

@@ -1,0 +1,32 @@
+"""Publishing run messages after commit: what the services need from whoever sends them.
+
+The worker and the producer pass a Celery publisher (``memtasks.worker.publisher``); tests
+may pass their own. A row is the truth and its message a hint: when a publish fails, the
+rows are marked undispatched and the next ``dispatch_due`` sweep publishes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from memtasks.services.mem_tree.context import Followup
+
+
+class DecayMessage(NamedTuple):
+    """What routing a decay job's run message needs: its kind and whether it is an LLM summary."""
+
+    job_id: str
+    kind: str
+    llm: bool = False
+
+
+class Publisher(Protocol):
+    """Sends the run messages of rows that were committed."""
+
+    def mem_tree(self, jobs: Sequence[Followup]) -> None: ...
+
+    def decay(self, jobs: Sequence[DecayMessage]) -> None: ...
+
+
+__all__ = ["DecayMessage", "Followup", "Publisher"]

@@ -1,0 +1,257 @@
+"""Operator actions and reports on a job table, apart from the hot path.
+
+Requeue, retry, cancel, prune, purge, lookups and counts: rare calls, written with SQLAlchemy
+Core over the table's description. The moves they make are declared in :data:`MOVES` and
+checked against the lifecycle like the engine's statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from memtasks.domain.clock import Clock
+from memtasks.domain.errors import JobNotFound, ValidationError
+from memtasks.domain.jobs import FailureClass
+from memtasks.domain.lifecycle import ACTIVE, TERMINAL, Phase, check_moves
+from memtasks.domain.wire import lookup_id
+from memtasks.storage.queue.table import QueueTable
+from memtasks.storage.rows import chunks, reading
+
+MOVES: dict[str, frozenset[tuple[Phase, Phase]]] = {
+    "requeue_failed": frozenset({(Phase.FAILED, Phase.READY)}),
+    "retry": frozenset({(Phase.FAILED, Phase.READY)}),
+    "cancel": frozenset({(Phase.READY, Phase.CANCELLED)}),
+    "cancel_ready": frozenset({(Phase.READY, Phase.CANCELLED)}),
+}
+for _name, _moves in MOVES.items():
+    check_moves(f"queue admin {_name}", _moves)
+
+R = TypeVar("R")
+
+
+class QueueAdmin(Generic[R]):
+    """What operators and sweeps do to a job table besides running its jobs."""
+
+    def __init__(
+        self, engine: Engine, table: QueueTable, decode: Callable[[Mapping[str, Any]], R], clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.decode = decode
+        self.now = clock
+        t = table.table
+        self.t = t
+        self.status = t.c[table.status]
+        self.due = t.c[table.due]
+        self.reason = t.c[table.reason]
+
+    def word(self, phase: Phase) -> str:
+        return self.table.word(phase)
+
+    def not_found(self, job_id: str) -> JobNotFound:
+        return self.table.not_found(job_id)
+
+    # ── reads ────────────────────────────────────────────────────────────────
+
+    def get(self, job_id: str) -> R | None:
+        row = self._row(job_id)
+        return None if row is None else self.decode(row)
+
+    def list_jobs(self, *, status: str | None = None, kind: str | None = None, limit: int = 50) -> list[R]:
+        """The newest rows first, optionally of one state word and kind."""
+        stmt = select(self.t).order_by(self.t.c.created_at_ms.desc(), self.t.c.id).limit(limit)
+        if status is not None:
+            stmt = stmt.where(self.status == status)
+        if kind is not None:
+            stmt = stmt.where(self.t.c.kind == kind)
+        with reading(self.engine) as c:
+            return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
+
+    def count_by_state(self) -> dict[str, int]:
+        """Rows per state word, every word present (0 when none)."""
+        with reading(self.engine) as c:
+            rows = c.execute(select(self.status, func.count()).group_by(self.status)).all()
+        counts = {self.word(p): 0 for p in Phase}
+        for word, n in rows:
+            counts[word] = int(n)
+        return counts
+
+    def count_unrecoverable(self) -> int:
+        """Failed rows that a transient-only requeue leaves parked (its exact complement)."""
+        stmt = select(func.count()).where(self.status == self.word(Phase.FAILED), ~self._transient())
+        with reading(self.engine) as c:
+            return int(c.execute(stmt).scalar_one())
+
+    def count_total(self) -> int:
+        with reading(self.engine) as c:
+            return int(c.execute(select(func.count()).select_from(self.t)).scalar_one())
+
+    def _transient(self) -> Any:
+        fc = self.t.c.failure_class
+        return or_(fc.is_(None), fc != FailureClass.UNRECOVERABLE.value)
+
+    # ── back to ready ────────────────────────────────────────────────────────
+
+    def _ready_again(self, now: int) -> dict[str, Any]:
+        return {
+            self.table.status: self.word(Phase.READY),
+            self.table.due: now,
+            "attempts": 0,
+            "locked_until_ms": None,
+            "lease_token": None,
+            "dispatched_at_ms": None,
+            "completed_at_ms": None,
+            self.table.reason: None,
+            "failure_class": None,
+            "updated_at_ms": now,
+        }
+
+    def requeue_failed(self, *, transient_only: bool = False) -> int:
+        """Failed → ready with fresh attempts. ``transient_only`` skips unrecoverable ones.
+
+        A failed row whose dedupe key an active row holds stays failed (the active row does
+        that work); of several failed rows sharing a key only the newest returns.
+        """
+        for _ in range(3):
+            try:
+                return self._requeue_failed_once(transient_only)
+            except IntegrityError:
+                continue  # a producer enqueued the same dedupe key meanwhile: look again
+        return self._requeue_failed_once(transient_only)
+
+    def _requeue_failed_once(self, transient_only: bool) -> int:
+        t, dedupe = self.t, self.table.dedupe
+        where = [self.status == self.word(Phase.FAILED)]
+        if transient_only:
+            where.append(self._transient())
+        key = t.c[dedupe] if dedupe is not None else None
+        with self.engine.begin() as c:
+            picked = [t.c.id] if key is None else [t.c.id, key]
+            rows = c.execute(select(*picked).where(*where).order_by(t.c.completed_at_ms.desc())).all()
+            chosen = [r[0] for r in rows] if key is None else self._one_per_key(c, rows, key)
+            values = self._ready_again(self.now())
+            return sum(
+                c.execute(
+                    update(t).where(t.c.id.in_(part), self.status == self.word(Phase.FAILED)).values(values)
+                ).rowcount
+                for part in chunks(chosen)
+            )
+
+    def _one_per_key(self, c: Any, rows: Sequence[Any], key: Any) -> list[str]:
+        keys = sorted({r[1] for r in rows if r[1] is not None})
+        active = self.table.words.words(ACTIVE)
+        held: set[str] = set()
+        for part in chunks(keys):
+            held.update(c.execute(select(key).where(key.in_(part), self.status.in_(active))).scalars())
+        chosen: list[str] = []
+        for job_id, dedupe_key in rows:
+            if dedupe_key is not None:
+                if dedupe_key in held:
+                    continue
+                held.add(dedupe_key)
+            chosen.append(job_id)
+        return chosen
+
+    def retry(self, job_id: str) -> R:
+        """An operator's retry of one failed job: ready now with fresh attempts.
+
+        :class:`JobNotFound` when there is no such job; :class:`ValidationError` when it is not
+        failed, or when its dedupe key is held by another ready or running job.
+        """
+        current = self._row(job_id)
+        if current is None:
+            raise self.not_found(job_id)
+        word = current[self.table.status]
+        if word != self.word(Phase.FAILED):
+            raise ValidationError(f"{self.table.noun} {job_id} is {word}: only failed jobs can be retried")
+        stmt = (
+            update(self.t)
+            .where(self.t.c.id == job_id, self.status == self.word(Phase.FAILED))
+            .values(self._ready_again(self.now()))
+            .returning(*self.t.c)
+        )
+        try:
+            with self.engine.begin() as c:
+                row = c.execute(stmt).first()
+        except IntegrityError:
+            key = current.get(self.table.dedupe) if self.table.dedupe else None
+            raise ValidationError(
+                f"{self.table.noun} {job_id} cannot be retried: its dedupe key {key!r} is held by "
+                "another ready or running job"
+            ) from None
+        if row is None:
+            raise ValidationError(f"{self.table.noun} {job_id} changed meanwhile; look again")
+        return self.decode(dict(row._mapping))
+
+    def _row(self, job_id: str) -> Mapping[str, Any] | None:
+        if lookup_id(job_id) is None:
+            return None  # no row has such an id (not a string, NUL, lone surrogate)
+        with reading(self.engine) as c:
+            row = c.execute(select(self.t).where(self.t.c.id == job_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    # ── cancel, prune, purge ─────────────────────────────────────────────────
+
+    def _cancelled(self, now: int) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            self.table.status: self.word(Phase.CANCELLED),
+            "completed_at_ms": now,
+            "updated_at_ms": now,
+            "locked_until_ms": None,
+            "lease_token": None,
+        }
+        if "cancelled" in self.table.reasons:
+            values[self.table.reason] = self.table.reasons["cancelled"]
+        return values
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel one ready job: True when it was ready. :class:`JobNotFound` when there is none."""
+        if lookup_id(job_id) is None:
+            raise self.not_found(job_id)
+        with self.engine.begin() as c:
+            changed = c.execute(
+                update(self.t)
+                .where(self.t.c.id == job_id, self.status == self.word(Phase.READY))
+                .values(self._cancelled(self.now()))
+            ).rowcount
+            if changed == 0 and c.execute(select(self.t.c.id).where(self.t.c.id == job_id)).first() is None:
+                raise self.not_found(job_id)
+        return bool(changed == 1)
+
+    def cancel_ready(self, *, kind: str | None = None) -> int:
+        """Cancel every ready job (of one kind); returns how many."""
+        stmt = update(self.t).where(self.status == self.word(Phase.READY)).values(self._cancelled(self.now()))
+        if kind is not None:
+            stmt = stmt.where(self.t.c.kind == kind)
+        with self.engine.begin() as c:
+            return int(c.execute(stmt).rowcount)
+
+    def purge_kinds(self, kinds: Sequence[str]) -> int:
+        """Delete every row of ``kinds``; returns how many."""
+        with self.engine.begin() as c:
+            return int(c.execute(delete(self.t).where(self.t.c.kind.in_(sorted(kinds)))).rowcount)
+
+    def prune_finished(self, older_than_ms: int, *, batch: int = 5_000) -> int:
+        """Delete terminal rows finished before ``now − older_than_ms``, in bounded batches."""
+        cutoff = self.now() - older_than_ms
+        terminal = self.table.words.words(TERMINAL)
+        total = 0
+        while True:
+            ids = (
+                select(self.t.c.id)
+                .where(self.status.in_(terminal), self.t.c.completed_at_ms < cutoff)
+                .limit(batch)
+                .scalar_subquery()
+            )
+            with self.engine.begin() as c:
+                n = int(c.execute(delete(self.t).where(self.t.c.id.in_(ids))).rowcount)
+            total += n
+            if n < batch:
+                return total
+
+
+__all__ = ["MOVES", "QueueAdmin"]

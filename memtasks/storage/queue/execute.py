@@ -1,0 +1,81 @@
+"""Run one named statement: inside the caller's transaction, or on its own.
+
+On its own, a statement takes a pooled connection and runs as a single autocommitted
+statement — one round trip on PostgreSQL (no BEGIN, no COMMIT), the driver's prepared
+statement after a few uses — with no SQLAlchemy statement building in between. Errors come
+out as SQLAlchemy's ``DBAPIError`` family, as everywhere else in memtasks, and a connection
+the database dropped is invalidated so the pool never hands it out again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    rows: list[dict[str, Any]]
+    rowcount: int
+
+
+class Executor:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect
+        self._autocommit_switch = engine.dialect.name == "postgresql"
+
+    def run(self, sql: str, params: Mapping[str, Any], conn: Connection | None = None) -> Result:
+        if conn is not None:
+            result = conn.exec_driver_sql(sql, dict(params))
+            if not result.returns_rows:
+                return Result([], result.rowcount)
+            keys = list(result.keys())
+            rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
+            return Result(rows, len(rows))
+        return self._alone(sql, params)
+
+    def _alone(self, sql: str, params: Mapping[str, Any]) -> Result:
+        raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        healthy = True
+        try:
+            if self._autocommit_switch:
+                driver.autocommit = True
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, params)
+                description = cursor.description
+                if description is None:
+                    return Result([], cursor.rowcount)
+                keys = [d[0] for d in description]
+                rows = [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
+                return Result(rows, len(rows))
+            except self.dialect.loaded_dbapi.Error as exc:
+                healthy = not self.dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+                if not healthy:
+                    raw.invalidate(exc)
+                raise DBAPIError.instance(
+                    sql,
+                    params,
+                    exc,
+                    self.dialect.loaded_dbapi.Error,
+                    connection_invalidated=not healthy,
+                    dialect=self.dialect,
+                ) from exc
+            finally:
+                cursor.close()
+        finally:
+            if healthy and self._autocommit_switch:
+                try:
+                    driver.autocommit = False
+                except self.dialect.loaded_dbapi.Error as exc:
+                    raw.invalidate(exc)
+            raw.close()
+
+
+__all__ = ["Executor", "Result"]

@@ -1,0 +1,67 @@
+"""Enqueue: new rows of a job table in one statement per chunk, duplicates skipped.
+
+PostgreSQL gets one ``INSERT … SELECT unnest(array), unnest(array) …`` per chunk: each column
+travels as a single array parameter, so the statement and its plan are the same for any
+number of rows (a multi-row VALUES list would cost a fresh compilation with a parameter per
+value). SQLite takes the rows as one executemany. Where the table has a dedupe key, a row
+whose key an active row holds is skipped (``ON CONFLICT … DO NOTHING``) and its id is not
+returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ARRAY, Connection, Engine, Insert, bindparam, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+
+from memtasks.storage.queue.table import QueueTable
+from memtasks.storage.rows import chunks, transaction
+
+UNNEST_CHUNK = 10_000
+"""Rows per PostgreSQL insert statement."""
+
+
+class Inserter:
+    def __init__(self, table: QueueTable) -> None:
+        self.table = table
+        self._built: dict[tuple[str, tuple[str, ...]], Insert] = {}
+
+    def _statement(self, dialect: str, columns: tuple[str, ...]) -> Insert:
+        key = (dialect, columns)
+        stmt = self._built.get(key)
+        if stmt is None:
+            stmt = self._built[key] = self._build(dialect, columns)
+        return stmt
+
+    def _build(self, dialect: str, columns: tuple[str, ...]) -> Insert:
+        t = self.table.table
+        if dialect == "postgresql":
+            # psycopg's dialect renders each typed parameter with its cast: unnest(%(id)s::VARCHAR(64)[])
+            arrays = [func.unnest(bindparam(name, type_=ARRAY(t.c[name].type))) for name in columns]
+            stmt: Any = postgresql.insert(t).from_select([t.c[name] for name in columns], select(*arrays))
+        else:
+            stmt = sqlite.insert(t)
+        if self.table.dedupe is not None and self.table.dedupe_where is not None:
+            stmt = stmt.on_conflict_do_nothing(
+                index_elements=[t.c[self.table.dedupe]], index_where=text(self.table.dedupe_where)
+            )
+        result: Insert = stmt.returning(t.c.id)
+        return result
+
+    def insert(self, engine: Engine, rows: Sequence[dict[str, Any]], conn: Connection | None) -> set[str]:
+        columns = tuple(rows[0])
+        inserted: set[str] = set()
+        with transaction(engine, conn) as c:
+            stmt = self._statement(c.dialect.name, columns)
+            if c.dialect.name == "postgresql":
+                for part in chunks(rows, UNNEST_CHUNK):
+                    arrays = {name: [row[name] for row in part] for name in columns}
+                    inserted.update(r[0] for r in c.execute(stmt, arrays))
+            else:
+                inserted.update(r[0] for r in c.execute(stmt, list(rows)))
+        return inserted
+
+
+__all__ = ["UNNEST_CHUNK", "Inserter"]

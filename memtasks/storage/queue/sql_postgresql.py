@@ -1,0 +1,139 @@
+"""The queue engine's hot-path SQL for PostgreSQL: each statement written once, by name.
+
+Templates over one job table: ``{table}``, ``{status}``, ``{due}``, ``{reason}`` name its
+columns, ``{ready}``, ``{running}``, ``{done}``, ``{failed}`` are its state words (literals in
+the SQL, so that the planner matches the partial indexes ``WHERE status = 'ready'``), and
+``{claimable}`` / ``{unattended}`` are its conditions for a row that may be claimed at all /
+that the fleet claims by itself (``memtasks.storage.queue.table``).
+Everything else is a bound parameter (psycopg's ``%(name)s``). Each template is rendered
+once per table when the engine starts; psycopg prepares a statement after a few uses on a
+connection.
+
+**One clock: the database's.** ``now`` is ``clock_timestamp()`` in Unix milliseconds, read
+once per statement (the ``n`` CTE); a test may bind ``%(now)s`` to freeze it instead.
+"""
+
+from __future__ import annotations
+
+NOW = (
+    "WITH n AS (SELECT COALESCE(CAST(%(now)s AS BIGINT),"
+    " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now)"
+)
+
+CLAIM_BY_ID = (
+    NOW + " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
+    " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
+    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
+    " FROM n WHERE j.id = %(id)s AND j.{status} = '{ready}' AND j.{due} <= n.now + %(early_ms)s"
+    " AND {claimable}"
+    " RETURNING j.*"
+)
+
+CLAIM_BATCH = (
+    NOW + ", picked AS MATERIALIZED (SELECT j.id FROM {table} AS j, n"
+    " WHERE j.{status} = '{ready}' AND j.{due} <= n.now AND {claimable} AND {unattended}"
+    " AND (CAST(%(kinds)s AS text[]) IS NULL OR j.kind = ANY(CAST(%(kinds)s AS text[])))"
+    " ORDER BY j.priority, j.{due} LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
+    " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
+    " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
+    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
+    " FROM n, picked WHERE j.id = picked.id RETURNING j.*"
+)
+
+HEARTBEAT = (
+    NOW + " UPDATE {table} AS j SET locked_until_ms = n.now + %(lease_ms)s, heartbeat_at_ms = n.now"
+    " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+)
+
+SETTLE_DONE = (
+    NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
+    " locked_until_ms = NULL, lease_token = NULL"
+    " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+)
+
+SETTLE_DONE_MANY = (
+    NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
+    " locked_until_ms = NULL, lease_token = NULL"
+    " FROM n, unnest(CAST(%(ids)s AS text[]), CAST(%(tokens)s AS text[])) AS l(id, token)"
+    " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
+)
+
+SETTLE_RETRY = (
+    NOW + " UPDATE {table} AS j SET {status} = '{ready}', {due} = n.now + %(retry_in_ms)s,"
+    " last_backoff_ms = %(retry_in_ms)s, last_error = %(error)s, failure_class = %(failure_class)s,"
+    " {reason} = %(reason)s, locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL,"
+    " updated_at_ms = n.now"
+    " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+    " RETURNING j.{due}"
+)
+
+SETTLE_FAILED = (
+    NOW + " UPDATE {table} AS j SET {status} = '{failed}', completed_at_ms = n.now, updated_at_ms = n.now,"
+    " last_error = %(error)s, failure_class = %(failure_class)s, {reason} = %(reason)s,"
+    " locked_until_ms = NULL, lease_token = NULL"
+    " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+    " RETURNING j.{due}"
+)
+
+# A deferral past the age cap (now − created_at > max_age) fails as unrecoverable instead.
+SETTLE_DEFERRED = (
+    NOW + ", aged AS (SELECT j.id, n.now - j.created_at_ms > %(max_age_ms)s AS aged"
+    " FROM {table} AS j, n WHERE j.id = %(id)s)"
+    " UPDATE {table} AS j SET"
+    " {status} = CASE WHEN aged.aged THEN '{failed}' ELSE '{ready}' END,"
+    " {due} = CASE WHEN aged.aged THEN j.{due} ELSE GREATEST(CAST(%(until_ms)s AS BIGINT), n.now) END,"
+    " attempts = CASE WHEN aged.aged THEN j.attempts ELSE j.attempts - 1 END,"
+    " completed_at_ms = CASE WHEN aged.aged THEN n.now ELSE j.completed_at_ms END,"
+    " {reason} = CASE WHEN aged.aged THEN %(age_reason)s ELSE j.{reason} END,"
+    " failure_class = CASE WHEN aged.aged THEN 'unrecoverable' ELSE j.failure_class END,"
+    " last_error = CASE WHEN aged.aged THEN COALESCE(%(error)s, %(age_reason)s) ELSE %(error)s END,"
+    " dispatched_at_ms = NULL, locked_until_ms = NULL, lease_token = NULL, updated_at_ms = n.now"
+    " FROM n, aged WHERE j.id = aged.id AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+    " RETURNING j.{status}, j.{due}, j.attempts"
+)
+
+RELEASE_MANY = (
+    NOW + " UPDATE {table} AS j SET {status} = '{ready}', {due} = n.now,"
+    " attempts = GREATEST(j.attempts - 1, 0), locked_until_ms = NULL, lease_token = NULL,"
+    " dispatched_at_ms = NULL, updated_at_ms = n.now"
+    " FROM n, unnest(CAST(%(ids)s AS text[]), CAST(%(tokens)s AS text[])) AS l(id, token)"
+    " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
+)
+
+# Expired leases: rows another transaction holds (a settle in flight, or stalled mid-commit)
+# are skipped, never waited for; the next sweep takes them if they are still expired then.
+RECOVER_EXPIRED = (
+    NOW + ", expired AS MATERIALIZED (SELECT j.id FROM {table} AS j, n"
+    " WHERE j.{status} = '{running}' AND j.locked_until_ms < n.now"
+    " ORDER BY j.locked_until_ms LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
+    " UPDATE {table} AS j SET"
+    " {status} = CASE WHEN j.attempts >= j.max_attempts THEN '{failed}' ELSE '{ready}' END,"
+    " {due} = n.now,"
+    " completed_at_ms = CASE WHEN j.attempts >= j.max_attempts THEN n.now ELSE j.completed_at_ms END,"
+    " {reason} = CASE WHEN j.attempts >= j.max_attempts THEN %(exhausted)s ELSE j.{reason} END,"
+    " failure_class = CASE WHEN j.attempts >= j.max_attempts THEN 'transient' ELSE j.failure_class END,"
+    " last_error = COALESCE(j.last_error, %(recovered)s),"
+    " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = n.now"
+    " FROM n, expired WHERE j.id = expired.id RETURNING j.id, j.{status}"
+)
+
+MARK_FOR_DISPATCH = (
+    NOW + ", picked AS MATERIALIZED (SELECT j.id FROM {table} AS j, n"
+    " WHERE j.{status} = '{ready}' AND j.{due} <= n.now AND {claimable} AND {unattended}"
+    " AND (j.dispatched_at_ms IS NULL OR j.dispatched_at_ms <= n.now - %(redispatch_after_ms)s)"
+    " ORDER BY j.priority, j.{due} LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
+    " UPDATE {table} AS j SET dispatched_at_ms = n.now FROM n, picked WHERE j.id = picked.id"
+    " RETURNING j.*"
+)
+
+FORGET_DISPATCH = (
+    "UPDATE {table} AS j SET dispatched_at_ms = NULL"
+    " WHERE j.id = ANY(CAST(%(ids)s AS text[])) AND j.{status} = '{ready}'"
+)
+
+POSTPONE = (
+    NOW + " UPDATE {table} AS j SET {due} = n.now + %(delay_ms)s, dispatched_at_ms = NULL,"
+    " updated_at_ms = n.now FROM n WHERE j.id = %(id)s AND j.{status} = '{ready}'"
+)
+
+DATABASE_NOW = NOW + " SELECT n.now FROM n"

@@ -1,0 +1,94 @@
+"""The engine's named statements for one table and one dialect, rendered once.
+
+Each statement declares the moves of the lifecycle it makes (``memtasks.domain.lifecycle``);
+rendering refuses a statement whose moves the lifecycle does not allow, so the SQL that runs
+and the domain's state machine cannot drift apart. ``tests/storage/test_lifecycle_walk.py``
+runs every statement against rows in every phase and checks what really changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+
+from memtasks.domain.lifecycle import Phase, check_moves
+from memtasks.storage.queue import sql_postgresql, sql_sqlite
+from memtasks.storage.queue.table import QueueTable
+
+R, U, D, F, C = Phase.READY, Phase.RUNNING, Phase.DONE, Phase.FAILED, Phase.CANCELLED
+
+MOVES: dict[str, frozenset[tuple[Phase, Phase]]] = {
+    "CLAIM_BY_ID": frozenset({(R, U)}),
+    "CLAIM_BATCH": frozenset({(R, U)}),
+    "HEARTBEAT": frozenset(),
+    "SETTLE_DONE": frozenset({(U, D)}),
+    "SETTLE_DONE_MANY": frozenset({(U, D)}),
+    "SETTLE_RETRY": frozenset({(U, R)}),
+    "SETTLE_FAILED": frozenset({(U, F)}),
+    "SETTLE_DEFERRED": frozenset({(U, R), (U, F)}),
+    "RELEASE_MANY": frozenset({(U, R)}),
+    "RECOVER_EXPIRED": frozenset({(U, R), (U, F)}),
+    "MARK_FOR_DISPATCH": frozenset(),
+    "FORGET_DISPATCH": frozenset(),
+    "POSTPONE": frozenset(),
+}
+"""Statement name → the moves it may make (none: it changes no row's phase)."""
+
+DIALECTS: dict[str, ModuleType] = {"postgresql": sql_postgresql, "sqlite": sql_sqlite}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    name: str
+    sql: str
+    moves: frozenset[tuple[Phase, Phase]]
+
+
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """Every hot-path statement of one table in one dialect."""
+
+    claim_by_id: Statement
+    claim_batch: Statement
+    heartbeat: Statement
+    settle_done: Statement
+    settle_done_many: Statement
+    settle_retry: Statement
+    settle_failed: Statement
+    settle_deferred: Statement
+    release_many: Statement
+    recover_expired: Statement
+    mark_for_dispatch: Statement
+    forget_dispatch: Statement
+    postpone: Statement
+
+    def all(self) -> list[Statement]:
+        return [getattr(self, name.lower()) for name in MOVES]
+
+
+def render(template: str, table: QueueTable) -> str:
+    """A template with ``table``'s column names, state words and conditions filled in
+    (each name checked by :meth:`QueueTable.sql_names`; values are never rendered: they bind)."""
+    names = table.sql_names()
+    return template.format_map(names)
+
+
+@cache
+def statements(table: QueueTable, dialect: str) -> Statements:
+    """The rendered statements of ``table`` for ``dialect`` (built once per process)."""
+    module = DIALECTS.get(dialect)
+    if module is None:
+        raise ValueError(f"the queue engine has no SQL for {dialect!r}")
+    built: dict[str, Statement] = {}
+    for name, moves in MOVES.items():
+        check_moves(f"{table.name} {name.lower()}", moves)
+        built[name.lower()] = Statement(name.lower(), render(getattr(module, name), table), moves)
+    return Statements(**built)
+
+
+def database_now_sql(dialect: str) -> str:
+    return str(DIALECTS[dialect].DATABASE_NOW)
+
+
+__all__ = ["MOVES", "Statement", "Statements", "database_now_sql", "render", "statements"]
