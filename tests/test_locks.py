@@ -239,7 +239,8 @@ def test_names_are_independent(client: redis.Redis, name: str) -> None:
 
 
 def test_the_semaphore_admits_at_most_its_limit_and_frees_on_release(redis_url: str, key_prefix: str) -> None:
-    from memtasks.locks import RedisSemaphore, redis_client
+    from memtasks.locks import redis_client
+    from memtasks.permits import RedisSemaphore
 
     permits = RedisSemaphore(redis_client(redis_url), f"{key_prefix}permits", limit=2, ttl_s=30)
     first, second = permits.acquire(), permits.acquire()
@@ -252,7 +253,8 @@ def test_the_semaphore_admits_at_most_its_limit_and_frees_on_release(redis_url: 
 
 
 def test_a_dead_holders_permit_expires(redis_url: str, key_prefix: str) -> None:
-    from memtasks.locks import RedisSemaphore, redis_client
+    from memtasks.locks import redis_client
+    from memtasks.permits import RedisSemaphore
 
     permits = RedisSemaphore(redis_client(redis_url), f"{key_prefix}permits", limit=1, ttl_s=0.2)
     token = permits.acquire()

@@ -21,7 +21,8 @@ import redis
 from memtasks.config import Settings
 from memtasks.domain.errors import MemtasksError
 from memtasks.domain.jobs import Lease
-from memtasks.locks import RedisSemaphore, redis_client
+from memtasks.locks import redis_client
+from memtasks.permits import RedisSemaphore
 from memtasks.services.lease_keeper import LeaseKeeper
 from memtasks.storage.queue import QueueTable
 

@@ -4,8 +4,9 @@ registry (:mod:`memtasks.services.sweeps`) decides when each runs and guards its
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
@@ -37,6 +38,23 @@ def decay_message(job: DecayJob) -> DecayMessage:
     return DecayMessage(job.id, job.kind, job.needs_operator)
 
 
+M = TypeVar("M", Followup, DecayMessage)
+
+
+def _publish_or_forget(
+    send: Callable[[Sequence[M]], None], forget: Callable[[Sequence[str]], int], jobs: list[M]
+) -> None:
+    """Publish committed rows' messages; when that fails, mark the rows undispatched so the
+    next ``dispatch_due`` sweep publishes them, and raise."""
+    if not jobs:
+        return
+    try:
+        send(jobs)
+    except Exception:
+        forget([j.job_id for j in jobs])
+        raise
+
+
 @dataclass(slots=True)
 class Maintenance:
     runtime: Runtime
@@ -65,22 +83,10 @@ class Maintenance:
         return published
 
     def publish_mem_tree(self, jobs: list[Followup]) -> None:
-        if not jobs:
-            return
-        try:
-            self.publisher.mem_tree(jobs)
-        except Exception:
-            self.runtime.jobs.forget_dispatch([j.job_id for j in jobs])  # the next sweep tries again
-            raise
+        _publish_or_forget(self.publisher.mem_tree, self.runtime.jobs.forget_dispatch, jobs)
 
     def publish_decay(self, jobs: list[DecayMessage]) -> None:
-        if not jobs:
-            return
-        try:
-            self.publisher.decay(jobs)
-        except Exception:
-            self.runtime.decay.forget_dispatch([j.job_id for j in jobs])
-            raise
+        _publish_or_forget(self.publisher.decay, self.runtime.decay.forget_dispatch, jobs)
 
     def recover(self) -> dict[str, int]:
         """Expired leases of both tables back to ready (or failed), then publish them at once."""

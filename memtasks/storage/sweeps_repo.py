@@ -35,11 +35,11 @@ class Sweeps:
         self.engine = engine
         self.clock = clock
 
-    def claim_slot(self, name: str, interval_ms: int) -> int | None:
-        """The current slot when this call is the first to claim it, else None."""
+    def _start(self, interval_ms: int) -> tuple[int, dict[str, object]]:
+        """The current slot and the row of a run of it starting now."""
         now = self.clock()
         slot = now // interval_ms
-        values = {
+        values: dict[str, object] = {
             "last_slot": slot,
             "interval_ms": interval_ms,
             "started_at_ms": now,
@@ -47,6 +47,11 @@ class Sweeps:
             "outcome": "running",
             "detail": None,
         }
+        return slot, values
+
+    def claim_slot(self, name: str, interval_ms: int) -> int | None:
+        """The current slot when this call is the first to claim it, else None."""
+        slot, values = self._start(interval_ms)
         with self.engine.begin() as c:
             claimed = c.execute(
                 update(t).where(t.c.name == name, t.c.last_slot < slot).values(values)
@@ -59,16 +64,7 @@ class Sweeps:
 
     def record_tick(self, name: str, interval_ms: int) -> int:
         """Record a tick of a sweep that guards itself: its slot, claimed or not (never refused)."""
-        now = self.clock()
-        slot = now // interval_ms
-        values = {
-            "last_slot": slot,
-            "interval_ms": interval_ms,
-            "started_at_ms": now,
-            "finished_at_ms": None,
-            "outcome": "running",
-            "detail": None,
-        }
+        slot, values = self._start(interval_ms)
         with self.engine.begin() as c:
             dialect = postgresql if c.dialect.name == "postgresql" else sqlite
             upsert = dialect.insert(t).values(name=name, **values)

@@ -22,7 +22,7 @@ from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
-from memtasks.services.holding import Holding
+from memtasks.services.holding import Holding, Permit
 from memtasks.services.mem_tree.context import Followup
 from memtasks.services.mem_tree.registry import HandlerRegistry
 from memtasks.services.mem_tree.transaction import Outcome, RunResult, Transactions
@@ -89,10 +89,12 @@ class MemTreeRunner:
                 log.info("memtasks.mem_tree: %s waits for an LLM permit (postponed: %s)", job_id, postponed)
                 return RunResult(job_id, "", Outcome.WAITING, 0)
             job = self.jobs.claim(job_id)
-            if job is None:
-                return None
-            with self.holding.lease(self.jobs, job.lease, permit):
-                result = self.transactions.run(job)
+            return None if job is None else self._run_held(job, permit)
+
+    def _run_held(self, job: Job, permit: Permit) -> RunResult:
+        """Run a claimed job, its lease (and permit) kept alive meanwhile; publish its follow-ups."""
+        with self.holding.lease(self.jobs, job.lease, permit):
+            result = self.transactions.run(job)
         self._publish(result.followups)
         return result
 
@@ -114,12 +116,7 @@ class MemTreeRunner:
             if not permit.granted:
                 return None
             job = self.jobs.claim_next(kinds=kinds)
-            if job is None:
-                return None
-            with self.holding.lease(self.jobs, job.lease, permit):
-                result = self.transactions.run(job)
-        self._publish(result.followups)
-        return result
+            return None if job is None else self._run_held(job, permit)
 
     def drain(self, *, kinds: Sequence[JobKind] | None = None, limit: int | None = None) -> list[RunResult]:
         """Run due jobs one by one until none is left (or ``limit`` ran)."""
