@@ -15,14 +15,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert
 
 from memtasks.domain.attestation import AttestationError, prompt_template_hash
+from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import HOUR_MS, MINUTE_MS, FrozenClock
 from memtasks.domain.compression import Source, SourceKind
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod
 from memtasks.domain.errors import ValidationError
+from memtasks.domain.jobs import FailureClass
 from memtasks.services.attestation import AttestationVerifier, sign_attestation
 from memtasks.services.decay_runner import DecayRunner, SettleFenced, SummaryBackendRefused
 from memtasks.storage.decay_queue import DecayJob, DecayJobs
 from memtasks.storage.memory_repo import MemoryStore
+from memtasks.storage.queue import QueueConfig
 from memtasks.storage.tables import decay_jobs
 
 pytestmark = pytest.mark.integration
@@ -481,11 +484,13 @@ def test_a_backend_error_without_a_code_fails_with_its_message(
     def boom() -> None:
         raise RuntimeError("model server unreachable")
 
-    runner = make_runner(engine, decay, verifier, RecordingBackend(hook=boom))
-    job_id = decay.enqueue(llm(add_memory(store, "alpha")), created_by="op")
+    once = DecayJobs(engine, clock=clock, max_attempts=1)
+    runner = make_runner(engine, once, verifier, RecordingBackend(hook=boom))
+    job_id = once.enqueue(llm(add_memory(store, "alpha")), created_by="op")
     with pytest.raises(RuntimeError, match="model server unreachable"):
         runner.run_by_id(job_id, attest(job_id, clock))
-    assert state_of(decay, job_id).state_reason == "model server unreachable"
+    failed = state_of(decay, job_id)
+    assert failed.state is DecayState.FAILED and failed.state_reason == "model server unreachable"
 
     blank = make_runner(engine, decay, verifier, RecordingBackend(reply="   "))
     job_id = decay.enqueue(llm(add_memory(store, "beta")), created_by="op")
@@ -574,3 +579,65 @@ def test_a_slow_run_past_its_lease_is_fenced_even_without_a_re_claim(
         runner.run_by_id(job_id, attest(job_id, clock))
     assert state_of(decay, job_id).state is DecayState.PENDING, "back in the queue for a new run"
     assert store.count_supersessions() == 0 and store.count_memories() == 1
+
+
+# ── retries ──────────────────────────────────────────────────────────────────
+
+
+def test_a_transient_error_retries_after_its_backoff_until_the_attempts_are_spent(
+    engine: Engine, store: MemoryStore, verifier: AttestationVerifier, clock: FrozenClock
+) -> None:
+    """A summary backend that times out is a transient failure: the job is pending again after
+    min(base × 2^(attempt−1), cap), and fails with the error's message once its attempts are spent."""
+    decay = DecayJobs(
+        engine,
+        clock=clock,
+        config=QueueConfig(max_attempts=3, policy=RetryPolicy(base_ms=1_000, cap_ms=1_500, jitter=0)),
+    )
+
+    def timeout() -> None:
+        raise TimeoutError("model server timed out")
+
+    runner = make_runner(engine, decay, verifier, RecordingBackend(hook=timeout))
+    job_id = decay.enqueue(llm(add_memory(store, "alpha")), created_by="op")
+    backoffs = []
+    for attempt in (1, 2, 3):
+        with pytest.raises(TimeoutError) as info:
+            runner.run_by_id(job_id, attest(job_id, clock))
+        job = state_of(decay, job_id)
+        assert job.attempts == attempt and job.failure_class is FailureClass.TRANSIENT
+        if attempt < 3:
+            assert job.state is DecayState.PENDING, "it retries"
+            assert any("it will retry" in note for note in info.value.__notes__)
+            backoffs.append(job.last_backoff_ms)
+            assert job.scheduled_for_ms == clock.now_ms + job.last_backoff_ms
+            clock.advance(job.last_backoff_ms or 0)
+    assert backoffs == [1_000, 1_500], "doubling, capped"
+    job = state_of(decay, job_id)
+    assert job.state is DecayState.FAILED and job.state_reason == "model server timed out"
+    assert store.count_memories(memory_type="summary") == 0
+
+
+def test_a_transient_error_then_success_completes_on_the_fleet_path(
+    engine: Engine, store: MemoryStore, clock: FrozenClock
+) -> None:
+    """``run_for_fleet`` (what a worker's message does) reports each attempt and never raises."""
+    decay = DecayJobs(engine, clock=clock, config=QueueConfig(policy=RetryPolicy(base_ms=500, jitter=0)))
+    calls: list[int] = []
+
+    class Flaky(DecayRunner):
+        def _dispatch(self, *args: object, **kwargs: object) -> str | None:
+            calls.append(1)
+            if len(calls) == 1:
+                raise ConnectionError("database hiccup")
+            return super()._dispatch(*args, **kwargs)  # type: ignore[arg-type]
+
+    runner = Flaky(engine, decay)
+    job_id = decay.enqueue(det(add_memory(store, "alpha"), add_memory(store, "beta")), created_by="op")
+    first = runner.run_for_fleet(job_id)
+    assert (first.outcome, first.attempts) == ("retry", 1) and first.error == "database hiccup"
+    assert runner.run_for_fleet(job_id).outcome == "not_claimable", "not before its backoff"
+    clock.advance(500)
+    second = runner.run_for_fleet(job_id)
+    assert (second.outcome, second.attempts) == ("completed", 2) and second.result_memory_id is not None
+    assert runner.run_for_fleet(job_id).outcome == "not_claimable", "done: a duplicate message does nothing"
