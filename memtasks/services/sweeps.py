@@ -23,7 +23,7 @@ import beat_schedule
 from memtasks.config import Settings
 from memtasks.domain.clock import Clock
 from memtasks.domain.errors import ConfigurationError
-from memtasks.domain.sweeps import SWEEP_NAMES, SWEEPS, LockPolicy, SweepSpec, sweep
+from memtasks.domain.sweeps import SWEEP_NAMES, SWEEPS, LockPolicy, sweep
 from memtasks.domain.wire import check_interval_s
 from memtasks.locks import RedisLockGate
 from memtasks.services.maintenance import Maintenance
@@ -104,24 +104,13 @@ class SweepRegistry:
 
     def __init__(self, engine: Engine, lock_client: redis.Redis, maintenance: Maintenance) -> None:
         self.gate = SweepGate(engine, lock_client, clock=maintenance.runtime.jobs.clock)
-        m = maintenance
-        self.work: dict[str, Callable[[], object]] = {
-            "consolidate": m.consolidate,
-            "recover": m.recover,
-            "dispatch_due": m.dispatch_due,
-            "flush_stale": m.flush_stale,
-            "self_heal": m.self_heal,
-            "prune_finished": m.prune_finished,
-            "purge_retrieval_failures": m.purge_retrieval_failures,
-            "purge_retired": m.purge_retired,
-        }
-        missing = SWEEP_NAMES ^ set(self.work)
-        if missing:
-            raise ConfigurationError(f"sweeps without work or work without a sweep: {sorted(missing)}")
-
-    @property
-    def specs(self) -> tuple[SweepSpec, ...]:
-        return SWEEPS
+        # Each sweep's work is the Maintenance method of its name: the names live in one list.
+        self.work: dict[str, Callable[[], object]] = {}
+        for spec in SWEEPS:
+            work = getattr(maintenance, spec.name, None)
+            if not callable(work):
+                raise ConfigurationError(f"sweep {spec.name!r} has no work (Maintenance.{spec.name})")
+            self.work[spec.name] = work
 
     def run(self, name: str, interval_s: float) -> SweepRun:
         """Run sweep ``name`` once for the current tick of ``interval_s``, behind its guard."""

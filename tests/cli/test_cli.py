@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis
 
 from memtasks.cli import main
 from memtasks.domain.clock import system_clock
@@ -16,6 +18,7 @@ from memtasks.domain.jobs import FailureClass, JobKind, NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services.attestation import sign_attestation
 from memtasks.services.retrieval_failures import DatabaseSink
+from memtasks.storage.decay_queue import DecayJobs
 from memtasks.storage.engine import get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_repo import MemoryStore
@@ -332,3 +335,35 @@ def test_the_console_script_reports_errors_without_a_traceback(tmp_path: Path) -
         "error: sqlite:// names no file: memtasks needs a SQLite file that every worker process can open "
         "(e.g. sqlite:////var/lib/memtasks/memtasks.sqlite3)"
     ]
+
+
+def test_decay_submit_hands_an_llm_summary_to_the_llm_queue(cli: Run, db_url: str, tmp_path: Path) -> None:
+    code, out, _ = cli(
+        "enqueue",
+        "decay",
+        "candidate_compression",
+        *_memories(db_url),
+        "--created-by",
+        "ops",
+        "--method",
+        "llm_summary",
+    )
+    assert code == 0
+    job_id = out.strip()
+    document = tmp_path / "attestation.json"
+    document.write_text('{"schema_version": 1}')  # checked by the worker that runs it
+    broker = redis.Redis.from_url(os.environ["MEMTASKS_BROKER_URL"])
+    broker.flushdb()
+    code, out, _ = cli("decay", "submit", job_id, "--attestation", str(document))
+    assert code == 0 and f"{job_id} handed to the fleet (queue llm)" in out
+    assert sum(broker.llen(key) for key in broker.scan_iter("llm*")) == 1, "one run message on the llm queue"
+    job = DecayJobs(get_engine(db_url)).get(job_id)
+    assert (
+        job is not None and job.attestation_json == '{"schema_version": 1}' and job.state.value == "pending"
+    )
+    code, _, _ = cli("decay", "submit", job_id, "--attestation", str(document))
+    assert code == 0, "handing it over again replaces the attestation"
+    code, out, _ = cli("enqueue", "decay", "candidate_compression", *_memories(db_url), "--created-by", "ops")
+    one_error_line(
+        *cli("decay", "submit", out.strip(), "--attestation", str(document))[::2], "not a pending LLM"
+    )

@@ -21,8 +21,11 @@ from memtasks.domain.compression import Source, SourceKind
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import FailureClass
+from memtasks.locks import redis_client
+from memtasks.permits import RedisSemaphore
 from memtasks.services.attestation import AttestationVerifier, sign_attestation
 from memtasks.services.decay_runner import DecayRunner, SettleFenced, SummaryBackendRefused
+from memtasks.services.holding import Holding, PermitsBusy
 from memtasks.storage.decay_queue import DecayJob, DecayJobs
 from memtasks.storage.memory_repo import MemoryStore
 from memtasks.storage.queue import QueueConfig
@@ -641,3 +644,34 @@ def test_a_transient_error_then_success_completes_on_the_fleet_path(
     second = runner.run_for_fleet(job_id)
     assert (second.outcome, second.attempts) == ("completed", 2) and second.result_memory_id is not None
     assert runner.run_for_fleet(job_id).outcome == "not_claimable", "done: a duplicate message does nothing"
+
+
+# ── the LLM permit ───────────────────────────────────────────────────────────
+
+
+def test_an_operator_run_of_an_llm_summary_holds_a_fleet_wide_permit(
+    engine: Engine,
+    decay: DecayJobs,
+    store: MemoryStore,
+    verifier: AttestationVerifier,
+    clock: FrozenClock,
+    redis_url: str,
+    key_prefix: str,
+) -> None:
+    permits = RedisSemaphore(redis_client(redis_url), f"{key_prefix}llm-permits", limit=1, ttl_s=30)
+    held_during_run: list[int] = []
+    backend = RecordingBackend(hook=lambda: held_during_run.append(permits.held()))
+    runner = DecayRunner(engine, decay, summary_backend=backend, verifier=verifier, holding=Holding(permits))
+    job_id = decay.enqueue(llm(add_memory(store, "alpha")), created_by="op")
+
+    other = permits.acquire()  # a worker of the fleet runs an LLM job right now
+    assert other is not None
+    with pytest.raises(PermitsBusy):
+        runner.run_by_id(job_id, attest(job_id, clock))
+    assert state_of(decay, job_id).state is DecayState.PENDING, "nothing claimed"
+    assert backend.calls == []
+    permits.release(other)
+
+    assert runner.run_by_id(job_id, attest(job_id, clock)).ran
+    assert held_during_run == [1], "the operator's run held the one permit"
+    assert permits.held() == 0, "and gave it back"

@@ -11,11 +11,13 @@ from memtasks.config import load_settings
 from memtasks.domain.clock import FrozenClock
 from memtasks.domain.errors import MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import JobKind, JobStatus
+from memtasks.domain.sweeps import SWEEP_NAMES
 from memtasks.domain.tree import seal_job
 from memtasks.services.fleet import FleetServices
 from memtasks.services.mem_tree import Followup, Outcome
 from memtasks.services.publishing import DecayMessage
 from memtasks.services.runtime import open_runtime
+from memtasks.storage.consolidation_repo import ConsolidationRepo
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
@@ -135,3 +137,18 @@ def test_a_job_that_is_not_claimable_is_dropped(pipeline: FleetServices) -> None
     assert pipeline.mem_tree.run_by_id(job_id) is None, "done: the message is dropped"
     assert pipeline.mem_tree.run_by_id("job:missing") is None
     assert JobKind.SEAL.value in {j.kind for j in pipeline.runtime.jobs.admin.list_jobs()}
+
+
+def test_every_sweep_has_its_work_and_each_consolidation_tick_reaches_the_ledger(
+    pipeline: FleetServices, redis_url: str
+) -> None:
+    """Sweeps come from one list; consolidation guards its own ticks, so two ticks of one slot
+    (two beats) both reach its ledger, each stopped or passed by its own gates."""
+    assert set(pipeline.sweeps.work) == SWEEP_NAMES
+    first = pipeline.sweeps.run("consolidate", 600)
+    second = pipeline.sweeps.run("consolidate", 600)
+    assert first.ran and second.ran and first.slot == second.slot, "no slot guard in front"
+    runs = ConsolidationRepo(pipeline.runtime.engine).runs(limit=10)
+    assert len(runs) == 2, "every tick leaves its ledger row"
+    assert pipeline.sweeps.run("recover", 600).ran
+    assert not pipeline.sweeps.run("recover", 600).ran, "other sweeps run once per slot"

@@ -113,9 +113,6 @@ class LeasedQueue(Generic[R]):
             return {"ids": [lease.job_id for lease in leases], "tokens": [lease.token for lease in leases]}
         return {"pairs": json.dumps([[lease.job_id, lease.token] for lease in leases])}
 
-    def _lease(self, row: Mapping[str, Any]) -> Lease:
-        return Lease(row["id"], row["lease_token"], row["attempts"], row["max_attempts"])
-
     # ── enqueue ──────────────────────────────────────────────────────────────
 
     def insert(self, rows: Sequence[dict[str, Any]], *, conn: Connection | None = None) -> set[str]:
@@ -162,9 +159,6 @@ class LeasedQueue(Generic[R]):
         rows = self._run(self.sql.claim_batch, params).rows
         rows.sort(key=lambda r: (r["priority"], r[self.table.due]))
         return [self.decode(row) for row in rows]
-
-    def lease_of(self, row: Mapping[str, Any]) -> Lease:
-        return self._lease(row)
 
     # ── lease ────────────────────────────────────────────────────────────────
 

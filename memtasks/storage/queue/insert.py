@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import ARRAY, Connection, Engine, Insert, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from memtasks.storage.queue.execute import Executor
 from memtasks.storage.queue.table import QueueTable
 from memtasks.storage.rows import chunks, transaction
 
@@ -27,6 +28,7 @@ class Inserter:
     def __init__(self, table: QueueTable) -> None:
         self.table = table
         self._built: dict[tuple[str, tuple[str, ...]], Insert] = {}
+        self._compiled: dict[tuple[str, ...], str] = {}
 
     def _statement(self, dialect: str, columns: tuple[str, ...]) -> Insert:
         key = (dialect, columns)
@@ -50,18 +52,29 @@ class Inserter:
         result: Insert = stmt.returning(t.c.id)
         return result
 
+    def _postgresql_sql(self, engine: Engine, columns: tuple[str, ...]) -> str:
+        """The statement compiled once to the driver's SQL (SQLAlchemy would compile it anew
+        each time: its cache does not take this statement)."""
+        sql = self._compiled.get(columns)
+        if sql is None:
+            sql = self._compiled[columns] = str(
+                self._statement("postgresql", columns).compile(dialect=engine.dialect)
+            )
+        return sql
+
     def insert(self, engine: Engine, rows: Sequence[dict[str, Any]], conn: Connection | None) -> set[str]:
         columns = tuple(rows[0])
-        inserted: set[str] = set()
+        if engine.dialect.name != "postgresql":
+            with transaction(engine, conn) as c:
+                return {r[0] for r in c.execute(self._statement("sqlite", columns), list(rows))}
+        sql, executor = self._postgresql_sql(engine, columns), Executor(engine)
+        parts = [
+            {name: [row[name] for row in part] for name in columns} for part in chunks(rows, UNNEST_CHUNK)
+        ]
+        if conn is None and len(parts) == 1:  # one statement: its own transaction, one round trip
+            return {r["id"] for r in executor.run(sql, parts[0]).rows}
         with transaction(engine, conn) as c:
-            stmt = self._statement(c.dialect.name, columns)
-            if c.dialect.name == "postgresql":
-                for part in chunks(rows, UNNEST_CHUNK):
-                    arrays = {name: [row[name] for row in part] for name in columns}
-                    inserted.update(r[0] for r in c.execute(stmt, arrays))
-            else:
-                inserted.update(r[0] for r in c.execute(stmt, list(rows)))
-        return inserted
+            return {r["id"] for part in parts for r in executor.run(sql, part, c).rows}
 
 
 __all__ = ["UNNEST_CHUNK", "Inserter"]
