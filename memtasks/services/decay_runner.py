@@ -226,6 +226,15 @@ class DecayRunner:
             except Exception as exc:
                 state = self.decay_jobs.get(job_id)
                 retrying = state is not None and state.state is DecayState.PENDING
+                log.log(
+                    logging.WARNING if retrying else logging.ERROR,
+                    "memtasks.decay: job %s attempt %d failed (%s): %s",
+                    job_id,
+                    job.attempts,
+                    "will retry" if retrying else "terminal",
+                    _reason(exc),
+                    exc_info=not isinstance(exc, ValidationError),
+                )
                 return FleetRun(
                     job_id, "retry" if retrying else "failed", attempts=job.attempts, error=_reason(exc)
                 )
