@@ -196,6 +196,22 @@ def _memories(db_url: str) -> list[str]:
     return [store.insert_memory(claim=f"memory {i}", confidence=0.5, authority="candidate") for i in range(2)]
 
 
+def _llm_job(cli: Run, db_url: str) -> str:
+    """An LLM-summary decay job enqueued by an operator; its id."""
+    code, out, _ = cli(
+        "enqueue",
+        "decay",
+        "candidate_compression",
+        *_memories(db_url),
+        "--created-by",
+        "ops",
+        "--method",
+        "llm_summary",
+    )
+    assert code == 0
+    return out.strip()
+
+
 def test_decay_run_of_a_deterministic_job(cli: Run, db_url: str) -> None:
     ids = _memories(db_url)
     code, out, _ = cli("enqueue", "decay", "candidate_compression", *ids, "--created-by", "ops")
@@ -214,18 +230,7 @@ def test_an_llm_decay_job_needs_a_valid_attestation(
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     def llm_job() -> str:
-        code, out, _ = cli(
-            "enqueue",
-            "decay",
-            "candidate_compression",
-            *_memories(db_url),
-            "--created-by",
-            "ops",
-            "--method",
-            "llm_summary",
-        )
-        assert code == 0
-        return out.strip()
+        return _llm_job(cli, db_url)
 
     job_id = llm_job()
     one_error_line(*cli("decay", "run", job_id)[::2], "is an LLM-summary job", "--attestation")
@@ -338,18 +343,7 @@ def test_the_console_script_reports_errors_without_a_traceback(tmp_path: Path) -
 
 
 def test_decay_submit_hands_an_llm_summary_to_the_llm_queue(cli: Run, db_url: str, tmp_path: Path) -> None:
-    code, out, _ = cli(
-        "enqueue",
-        "decay",
-        "candidate_compression",
-        *_memories(db_url),
-        "--created-by",
-        "ops",
-        "--method",
-        "llm_summary",
-    )
-    assert code == 0
-    job_id = out.strip()
+    job_id = _llm_job(cli, db_url)
     document = tmp_path / "attestation.json"
     document.write_text('{"schema_version": 1}')  # checked by the worker that runs it
     broker = redis.Redis.from_url(os.environ["MEMTASKS_BROKER_URL"])
