@@ -27,7 +27,7 @@ broker configuration of the workers, no tasks, no worker.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from celery import Celery
 from sqlalchemy import Connection
@@ -39,7 +39,7 @@ from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services import intake
 from memtasks.services.mem_tree import Followup
-from memtasks.services.publishing import DecayMessage
+from memtasks.services.publishing import DecayMessage, M, publish_or_forget
 from memtasks.services.retrieval_failures import RetrievalFailureLogger
 from memtasks.services.runtime import Runtime, open_runtime
 from memtasks.worker import names
@@ -114,7 +114,7 @@ class Producer:
                 for job_id, job in zip(ids, jobs, strict=True)
                 if job_id is not None and (job.available_at_ms is None or job.available_at_ms <= now)
             ]
-            self._publish_or_leave_to_dispatch(due)
+            self._mem_tree_or_dispatch(due)
         return ids
 
     def publish(self, job_ids: Sequence[str | None]) -> int:
@@ -123,16 +123,28 @@ class Producer:
         ready = [
             Followup(row.id, row.kind) for row in rows if row is not None and row.status.value == "ready"
         ]
-        self._publish_or_leave_to_dispatch(ready)
+        self._mem_tree_or_dispatch(ready)
         return len(ready)
 
-    def _publish_or_leave_to_dispatch(self, jobs: list[Followup]) -> None:
-        if not jobs:
-            return
+    def _mem_tree_or_dispatch(self, jobs: list[Followup]) -> None:
+        if jobs:  # no Celery app is made for nothing to publish
+            send = lambda batch: self._publisher().mem_tree(batch)  # noqa: E731 (made inside the try)
+            self._publish_or_leave_to_dispatch(send, self.runtime.jobs.forget_dispatch, jobs)
+
+    def _decay_or_dispatch(self, jobs: list[DecayMessage]) -> None:
+        if jobs:
+            send = lambda batch: self._publisher().decay(batch)  # noqa: E731 (made inside the try)
+            self._publish_or_leave_to_dispatch(send, self.runtime.decay.forget_dispatch, jobs)
+
+    @staticmethod
+    def _publish_or_leave_to_dispatch(
+        send: Callable[[Sequence[M]], None], forget: Callable[[Sequence[str]], int], jobs: list[M]
+    ) -> None:
+        """Publish; when the broker cannot be reached the rows are committed, and the dispatch
+        sweep publishes them (they are marked undispatched): warn, do not raise."""
         try:
-            self._publisher().mem_tree(jobs)
+            publish_or_forget(send, forget, jobs)
         except Exception as exc:
-            self.runtime.jobs.forget_dispatch([job.job_id for job in jobs])
             log.warning(
                 "memtasks.producer: could not publish %d jobs (%s); they are committed and the "
                 "dispatch sweep will publish them",
@@ -165,14 +177,7 @@ class Producer:
             published=publish,
         )
         if publish:
-            try:
-                self._publisher().decay([DecayMessage(job_id, spec.kind.value)])
-            except Exception as exc:
-                log.warning(
-                    "memtasks.producer: could not publish decay job %s (%s); redispatch will",
-                    job_id,
-                    mask_urls_in(str(exc)),
-                )
+            self._decay_or_dispatch([DecayMessage(job_id, spec.kind.value)])
         return job_id
 
     def submit_decay(self, job_id: str, attestation: str) -> bool:
@@ -182,14 +187,7 @@ class Producer:
         job = self.runtime.decay.get(job_id)
         if job is None or not self.runtime.decay.attach_attestation(job_id, attestation):
             return False
-        try:
-            self._publisher().decay([DecayMessage(job_id, job.kind, llm=True)])
-        except Exception as exc:
-            log.warning(
-                "memtasks.producer: could not publish decay job %s (%s); the dispatch sweep will",
-                job_id,
-                mask_urls_in(str(exc)),
-            )
+        self._decay_or_dispatch([DecayMessage(job_id, job.kind, llm=True)])
         return True
 
     # ── retrieval failures ───────────────────────────────────────────────────

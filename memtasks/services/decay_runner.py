@@ -35,7 +35,7 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine
 
 from memtasks.domain.attestation import CODE_NO_OPERATOR_KEY, AttestationError, parse_attestation
-from memtasks.domain.clock import SECOND_MS, Clock
+from memtasks.domain.clock import Clock
 from memtasks.domain.compression import CompressionPolicy, Source, Summary, compress, summarise_with
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod, failure_reason
 from memtasks.domain.errors import LeaseLost, ValidationError
@@ -49,7 +49,6 @@ log = logging.getLogger("memtasks.decay")
 
 CODE_BACKEND_REFUSED = "decay.llm_summary.backend_refused"
 MAX_REASON_CHARS = 2000
-PERMIT_WAIT_MS = 5 * SECOND_MS
 
 AttestationSource = Callable[[str], bytes | str | None]
 """Given a job id, the operator attestation document for it, or None."""
@@ -207,7 +206,7 @@ class DecayRunner:
             return FleetRun(job_id, "needs_operator")
         with self.holding.permit(row.needs_operator) as permit:
             if not permit.granted:
-                self.decay_jobs.postpone(job_id, PERMIT_WAIT_MS)
+                self.decay_jobs.postpone(job_id, self.holding.permit_wait_ms)
                 return FleetRun(job_id, "waiting_for_permit")
             job = self.decay_jobs.claim_by_id(job_id)
             if job is None:
@@ -215,9 +214,7 @@ class DecayRunner:
             try:
                 job.spec()
             except ValidationError as exc:
-                self.decay_jobs.settle_failed(
-                    job.lease, str(exc), FailureClass.UNRECOVERABLE, reason=exc.code or "decay.job.malformed"
-                )
+                self.decay_jobs.fail_malformed(job, exc)
                 return FleetRun(job_id, "failed", attempts=job.attempts, error=str(exc))
             try:
                 memory_id = self._run(job, None, permit)

@@ -16,7 +16,6 @@ from functools import cached_property
 
 import redis
 
-from memtasks.domain.clock import SECOND_MS
 from memtasks.locks import redis_client
 from memtasks.services.decay_runner import DecayRunner
 from memtasks.services.holding import Holding, holding_for
@@ -54,7 +53,6 @@ class FleetServices:
             holding=self.holding,
             publisher=self.publisher,
             llm=s.tree_uses_llm,
-            permit_wait_ms=int(s.llm_wait_s * SECOND_MS),
         )
 
     @cached_property

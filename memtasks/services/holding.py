@@ -13,12 +13,12 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Protocol
 
 import redis
 
 from memtasks.config import Settings
+from memtasks.domain.clock import SECOND_MS
 from memtasks.domain.errors import MemtasksError
 from memtasks.domain.jobs import Lease
 from memtasks.locks import redis_client
@@ -29,6 +29,7 @@ from memtasks.storage.queue import QueueTable
 log = logging.getLogger("memtasks.holding")
 
 LLM_PERMITS_KEY = "memtasks:llm-permits"
+DEFAULT_PERMIT_WAIT_MS = 5 * SECOND_MS
 
 
 class PermitsBusy(MemtasksError):
@@ -63,11 +64,13 @@ class Holding:
     """The permits and lease keepers of one process.
 
     ``permits`` None: nothing needs a permit here (no LLM is called). ``heartbeat_s`` None:
-    leases are not heartbeated (tests that freeze the clock).
+    leases are not heartbeated (tests that freeze the clock). ``permit_wait_ms``: how far a
+    job that found no permit free is moved ahead, unclaimed (``MEMTASKS_LLM_WAIT_S``).
     """
 
     permits: RedisSemaphore | None = None
     heartbeat_s: float | None = None
+    permit_wait_ms: int = DEFAULT_PERMIT_WAIT_MS
     _keepers: dict[str, tuple[Leases, LeaseKeeper]] = field(default_factory=dict)
 
     @contextmanager
@@ -92,7 +95,7 @@ class Holding:
         if keeper is None:
             yield
             return
-        renew = None if permit is None or permit.token is None else partial(Permit.renew, permit)
+        renew = None if permit is None or permit.token is None else permit.renew
         with keeper.holding(lease, renew):
             yield
 
@@ -122,7 +125,11 @@ def holding_for(settings: Settings, lock_client: redis.Redis | None = None) -> H
     permits = RedisSemaphore(
         client, LLM_PERMITS_KEY, limit=settings.llm_permits, ttl_s=settings.llm_permit_ttl_s
     )
-    return Holding(permits=permits, heartbeat_s=max(0.05, settings.lease_s / 3))
+    return Holding(
+        permits=permits,
+        heartbeat_s=max(0.05, settings.lease_s / 3),
+        permit_wait_ms=int(settings.llm_wait_s * SECOND_MS),
+    )
 
 
 __all__ = [

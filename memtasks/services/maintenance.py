@@ -4,9 +4,8 @@ registry (:mod:`memtasks.services.sweeps`) decides when each runs and guards its
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 
@@ -16,7 +15,7 @@ from memtasks.domain.tree import flush_stale_job
 from memtasks.locks import RedisLockGate, redis_client
 from memtasks.services.consolidation import DEFAULT_LOCK_NAME, Consolidator
 from memtasks.services.mem_tree.context import Followup
-from memtasks.services.publishing import DecayMessage, Publisher
+from memtasks.services.publishing import DecayMessage, Publisher, publish_or_forget
 from memtasks.services.retrieval_failures import purge_retrieval_failures
 from memtasks.services.runtime import Runtime, consolidation_config
 from memtasks.storage.decay_queue import DecayJob
@@ -36,23 +35,6 @@ def consolidator_for(runtime: Runtime, lock_client: redis.Redis | None = None) -
 
 def decay_message(job: DecayJob) -> DecayMessage:
     return DecayMessage(job.id, job.kind, job.needs_operator)
-
-
-M = TypeVar("M", Followup, DecayMessage)
-
-
-def _publish_or_forget(
-    send: Callable[[Sequence[M]], None], forget: Callable[[Sequence[str]], int], jobs: list[M]
-) -> None:
-    """Publish committed rows' messages; when that fails, mark the rows undispatched so the
-    next ``dispatch_due`` sweep publishes them, and raise."""
-    if not jobs:
-        return
-    try:
-        send(jobs)
-    except Exception:
-        forget([j.job_id for j in jobs])
-        raise
 
 
 @dataclass(slots=True)
@@ -83,10 +65,10 @@ class Maintenance:
         return published
 
     def publish_mem_tree(self, jobs: list[Followup]) -> None:
-        _publish_or_forget(self.publisher.mem_tree, self.runtime.jobs.forget_dispatch, jobs)
+        publish_or_forget(self.publisher.mem_tree, self.runtime.jobs.forget_dispatch, jobs)
 
     def publish_decay(self, jobs: list[DecayMessage]) -> None:
-        _publish_or_forget(self.publisher.decay, self.runtime.decay.forget_dispatch, jobs)
+        publish_or_forget(self.publisher.decay, self.runtime.decay.forget_dispatch, jobs)
 
     def recover(self) -> dict[str, int]:
         """Expired leases of both tables back to ready (or failed), then publish them at once."""

@@ -7,8 +7,8 @@ rows are marked undispatched and the next ``dispatch_due`` sweep publishes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, TypeVar
 
 from memtasks.services.mem_tree.context import Followup
 
@@ -29,4 +29,21 @@ class Publisher(Protocol):
     def decay(self, jobs: Sequence[DecayMessage]) -> None: ...
 
 
-__all__ = ["DecayMessage", "Followup", "Publisher"]
+M = TypeVar("M", Followup, DecayMessage)
+
+
+def publish_or_forget(
+    send: Callable[[Sequence[M]], None], forget: Callable[[Sequence[str]], int], jobs: Sequence[M]
+) -> None:
+    """Publish committed rows' messages; when that fails, mark the rows undispatched so the
+    next ``dispatch_due`` sweep publishes them, and raise."""
+    if not jobs:
+        return
+    try:
+        send(jobs)
+    except Exception:
+        forget([j.job_id for j in jobs])
+        raise
+
+
+__all__ = ["DecayMessage", "Followup", "Publisher", "publish_or_forget"]

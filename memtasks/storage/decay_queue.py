@@ -184,7 +184,7 @@ class DecayJobs(LeasedQueue[DecayJob]):
             try:
                 job.spec()
             except ValidationError as exc:
-                self._fail_malformed(job, exc)
+                self.fail_malformed(job, exc)
                 continue
             log_stage("claim", job.id, "pending → in_progress")
             return job
@@ -224,7 +224,7 @@ class DecayJobs(LeasedQueue[DecayJob]):
             if job.state is DecayState.PENDING:
                 claimed = self.claim_by_id(job_id, early_ms=ANY_TIME_MS)
                 if claimed is not None:
-                    self._fail_malformed(claimed, exc)
+                    self.fail_malformed(claimed, exc)
             raise
         if job.state.terminal:
             log_stage("skip_terminal", job_id, f"job is already {job.state.value}; no-op")
@@ -246,7 +246,8 @@ class DecayJobs(LeasedQueue[DecayJob]):
         log_stage("claim", job_id, "pending → in_progress")
         return claimed
 
-    def _fail_malformed(self, job: DecayJob, exc: ValidationError) -> None:
+    def fail_malformed(self, job: DecayJob, exc: ValidationError) -> None:
+        """Fail a claimed row that is no valid decay job, as unrecoverable, with its code."""
         code = exc.code or CODE_MALFORMED
         self.settle_failed(job.lease, str(exc), FailureClass.UNRECOVERABLE, reason=code)
         log_stage("settle", job.id, f"malformed row failed: {exc}")

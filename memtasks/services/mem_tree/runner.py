@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
-from memtasks.domain.clock import SECOND_MS, Clock
+from memtasks.domain.clock import Clock
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.text_models import TextModels
@@ -26,13 +26,11 @@ from memtasks.services.holding import Holding, Permit
 from memtasks.services.mem_tree.context import Followup
 from memtasks.services.mem_tree.registry import HandlerRegistry
 from memtasks.services.mem_tree.transaction import Outcome, RunResult, Transactions
-from memtasks.services.publishing import Publisher
+from memtasks.services.publishing import Publisher, publish_or_forget
 from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.tree_repo import TreeStore
 
 log = logging.getLogger("memtasks.mem_tree")
-
-DEFAULT_PERMIT_WAIT_MS = 5 * SECOND_MS
 
 
 @dataclass(slots=True)
@@ -53,7 +51,6 @@ class MemTreeRunner:
     holding: Holding = field(default_factory=Holding)
     publisher: Publisher | None = None
     llm: bool = False
-    permit_wait_ms: int = DEFAULT_PERMIT_WAIT_MS
     _transactions: Transactions | None = None
 
     @property
@@ -85,7 +82,7 @@ class MemTreeRunner:
         """
         with self.holding.permit(self._permit_needed(job_id)) as permit:
             if not permit.granted:
-                postponed = self.jobs.postpone(job_id, self.permit_wait_ms)
+                postponed = self.jobs.postpone(job_id, self.holding.permit_wait_ms)
                 log.info("memtasks.mem_tree: %s waits for an LLM permit (postponed: %s)", job_id, postponed)
                 return RunResult(job_id, "", Outcome.WAITING, 0)
             job = self.jobs.claim(job_id)
@@ -155,14 +152,8 @@ class MemTreeRunner:
         return self.transactions.run_batch(jobs)
 
     def _publish(self, followups: Sequence[Followup]) -> None:
-        if not followups or self.publisher is None:
-            return
-        try:
-            self.publisher.mem_tree(followups)
-        except Exception:
-            # The rows are committed: the next dispatch sweep publishes them.
-            self.jobs.forget_dispatch([f.job_id for f in followups])
-            raise
+        if self.publisher is not None:
+            publish_or_forget(self.publisher.mem_tree, self.jobs.forget_dispatch, followups)
 
 
 __all__ = ["MemTreeRunner", "Outcome", "RunResult"]
