@@ -9,7 +9,6 @@ from rich.table import Table
 
 from memtasks.cli.common import emit_json, fail, out, state
 from memtasks.domain.clock import HOUR_MS
-from memtasks.services.attestation import AttestationVerifier
 from memtasks.services.consolidation_report import ConsolidationReport
 from memtasks.services.decay_runner import DecayRunner
 from memtasks.services.holding import holding_for
@@ -54,10 +53,6 @@ def _print_report(report: ConsolidationReport) -> None:
         )
 
 
-def _verifier(key_path: str | None, model: str | None, prompt_hash: str | None) -> AttestationVerifier | None:
-    return attestation_verifier(key_path, model, prompt_hash)
-
-
 def _read(path: Path, what: str) -> bytes:
     try:
         return path.read_bytes()
@@ -93,7 +88,7 @@ def decay_run(
         s.runtime.engine,
         s.runtime.decay,
         summary_backend=summary_backend(s.settings),
-        verifier=_verifier(operator_key, model, prompt_hash),
+        verifier=attestation_verifier(operator_key, model, prompt_hash),
         holding=holding_for(s.settings) if job.needs_operator else None,
     )
     outcome = runner.run_by_id(job_id, document)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -87,10 +88,7 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
     @app.task(name=names.MEM_TREE_DRAIN, shared=False)
     def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
         results = services_for(app).mem_tree.drain_batch(parse_kinds(kinds), drain_limit(limit))
-        outcomes: dict[str, int] = {}
-        for result in results:
-            outcomes[result.outcome.value] = outcomes.get(result.outcome.value, 0) + 1
-        return {"claimed": len(results), **outcomes}
+        return {"claimed": len(results), **Counter(result.outcome.value for result in results)}
 
     @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
