@@ -94,7 +94,21 @@ class Settings(BaseSettings):
     )
 
     drain_batch: int = Field(
-        default=0, ge=0, le=10_000, description="0: one message per job; N: drain messages of up to N jobs"
+        default=500,
+        ge=0,
+        le=10_000,
+        description="jobs per drain message; 0: always one message per job",
+    )
+    drain_threshold: int = Field(
+        default=20,
+        ge=1,
+        le=1_000_000,
+        description="due jobs of one queue published together that travel as drain messages;"
+        " fewer travel one message each (1: always drain messages)",
+    )
+    task_events: bool = Field(
+        default=False,
+        description="workers always send task events (Flower turns them on while it watches)",
     )
     redispatch_after_s: PositiveSeconds = 300.0
     publish_timeout_s: PositiveSeconds = 4.0

@@ -119,10 +119,8 @@ class Producer:
 
     def publish(self, job_ids: Sequence[str | None]) -> int:
         """Publish committed ready jobs now (after the caller's commit); returns how many."""
-        rows = [self.runtime.jobs.get(job_id) for job_id in job_ids if job_id is not None]
-        ready = [
-            Followup(row.id, row.kind) for row in rows if row is not None and row.status.value == "ready"
-        ]
+        rows = self.runtime.jobs.admin.get_many([job_id for job_id in job_ids if job_id is not None])
+        ready = [Followup(row.id, row.kind) for row in rows if row.status.value == "ready"]
         self._mem_tree_or_dispatch(ready)
         return len(ready)
 

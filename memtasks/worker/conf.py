@@ -35,8 +35,9 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         # A malformed message is discarded with a log line instead of stopping the worker.
         "worker_consumer": "memtasks.worker.consumer:GuardedConsumer",
         "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Events cost three broker writes per task; Flower turns them on while it watches.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
         "task_default_queue": names.DEFAULT,
         "task_queues": [
             Queue(

@@ -1,8 +1,16 @@
 """Publishing run messages with Celery: ``send_task(name, args=[job_id], queue, priority)``.
 
 Implements :class:`memtasks.services.publishing.Publisher` for the worker (follow-ups, sweeps)
-and the producer. With ``MEMTASKS_DRAIN_BATCH`` set, due memory-tree jobs travel as drain
-messages of up to that many jobs per queue instead of one message each.
+and the producer.
+
+**Adaptive batching.** A few due memory-tree jobs travel one message each: the lowest latency
+(a worker claims the job by id). A burst — at least ``MEMTASKS_DRAIN_THRESHOLD`` due jobs of
+one queue published together (a producer's ``enqueue_many``, a handler's follow-ups, the
+dispatch sweep catching up) — travels as drain messages instead, each claiming up to
+``MEMTASKS_DRAIN_BATCH`` due jobs of the queue and settling them in one transaction: the
+throughput of batches without anyone choosing a mode. ``MEMTASKS_DRAIN_BATCH=0`` keeps one
+message per job; ``MEMTASKS_DRAIN_THRESHOLD=1`` always batches. LLM-bound jobs keep one
+message each (each holds its own permit).
 """
 
 from __future__ import annotations
@@ -33,51 +41,49 @@ class CeleryPublisher:
         return queue_for(kind, llm_bound=self.llm_bound(kind), tree_uses_llm=self.settings.tree_uses_llm)
 
     def mem_tree(self, jobs: Sequence[Followup]) -> None:
-        if self.settings.drain_batch:
-            jobs = self._drain_messages(jobs)
-        if not jobs:
+        by_queue: dict[str, list[tuple[Followup, JobKind]]] = {}
+        for job in jobs:
+            kind = JobKind.parse(job.kind)
+            by_queue.setdefault(self._queue(kind), []).append((job, kind))
+        if not by_queue:
             return
         broker = self.settings.broker_url
         with self.app.producer_or_acquire() as producer:
-            for job in jobs:
-                kind = JobKind.parse(job.kind)
-                self.app.send_task(
-                    names.MEM_TREE_RUN,
-                    args=[job.job_id],
-                    queue=self._queue(kind),
-                    priority=message_priority(kind, broker),
-                    producer=producer,
-                )
-
-    def _drain_messages(self, jobs: Sequence[Followup]) -> list[Followup]:
-        """Batch mode: one drain message per ``drain_batch`` due jobs of each queue. Returns the
-        LLM-bound jobs, which keep one message each (each holds its own permit)."""
-        broker, batch = self.settings.broker_url, self.settings.drain_batch
-        by_queue: dict[str, list[JobKind]] = {}
-        single: list[Followup] = []
-        for job in jobs:
-            kind = JobKind.parse(job.kind)
-            queue = self._queue(kind)
-            if queue == names.LLM:
-                single.append(job)
-            else:
-                by_queue.setdefault(queue, []).append(kind)
-        with self.app.producer_or_acquire() as producer:
-            for queue, kinds in by_queue.items():
-                members = sorted(
-                    (k for k, q in KIND_QUEUES.items() if q == queue and self._queue(k) == queue),
-                    key=lambda k: k.priority,
-                )
-                priority = message_priority(min(kinds, key=lambda k: k.priority), broker)
-                for _ in range(-(-len(kinds) // batch)):
+            for queue, queued in by_queue.items():
+                if self._drains(queue, len(queued)):
+                    self._send_drains(queue, [kind for _, kind in queued], producer)
+                    continue
+                for job, kind in queued:
                     self.app.send_task(
-                        names.MEM_TREE_DRAIN,
-                        kwargs={"kinds": [k.value for k in members], "limit": batch},
+                        names.MEM_TREE_RUN,
+                        args=[job.job_id],
                         queue=queue,
-                        priority=priority,
+                        priority=message_priority(kind, broker),
                         producer=producer,
                     )
-        return single
+
+    def _drains(self, queue: str, due: int) -> bool:
+        batch, threshold = self.settings.drain_batch, self.settings.drain_threshold
+        return bool(batch) and queue != names.LLM and due >= threshold
+
+    def _send_drains(self, queue: str, kinds: list[JobKind], producer: object) -> None:
+        """Drain messages for ``len(kinds)`` due jobs of ``queue``: as few as the batch size
+        allows, sharing the jobs evenly; each claims the queue's kinds, most urgent first."""
+        members = sorted(
+            (k for k, q in KIND_QUEUES.items() if q == queue and self._queue(k) == queue),
+            key=lambda k: k.priority,
+        )
+        priority = message_priority(min(kinds, key=lambda k: k.priority), self.settings.broker_url)
+        messages = -(-len(kinds) // self.settings.drain_batch)
+        limit = -(-len(kinds) // messages)
+        for _ in range(messages):
+            self.app.send_task(
+                names.MEM_TREE_DRAIN,
+                kwargs={"kinds": [k.value for k in members], "limit": limit},
+                queue=queue,
+                priority=priority,
+                producer=producer,
+            )
 
     def decay(self, jobs: Sequence[DecayMessage]) -> None:
         """Deterministic decay jobs go to ``default``, LLM summaries (handed to the fleet by an

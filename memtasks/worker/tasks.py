@@ -23,7 +23,7 @@ from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.text import shorten
 from memtasks.domain.wire import drain_limit, parse_kinds
 from memtasks.services.fleet import FleetServices
-from memtasks.services.mem_tree import MemTreeRunner, Outcome
+from memtasks.services.mem_tree import MemTreeRunner, Outcome, RunResult
 from memtasks.worker import names
 
 log = logging.getLogger("memtasks.worker")
@@ -88,7 +88,7 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
     @app.task(name=names.MEM_TREE_DRAIN, shared=False)
     def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
         results = services_for(app).mem_tree.drain_batch(parse_kinds(kinds), drain_limit(limit))
-        return {"claimed": len(results), **Counter(result.outcome.value for result in results)}
+        return drain_result(results)
 
     @app.task(name=names.DECAY_RUN, shared=False)
     def decay_run(job_id: str) -> dict[str, Any]:
@@ -136,6 +136,20 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
 
     for sweep_name, task_name in names.SWEEPS.items():
         make_sweep(sweep_name, task_name)
+
+
+def drain_result(results: Sequence[RunResult]) -> dict[str, Any]:
+    """What a drain ran, for its task result (Flower shows it): how many, per outcome and per
+    kind, and each job's id under its outcome."""
+    jobs: dict[str, list[str]] = {}
+    for result in results:
+        jobs.setdefault(result.outcome.value, []).append(result.job_id)
+    return {
+        "claimed": len(results),
+        **Counter(result.outcome.value for result in results),
+        "kinds": dict(Counter(result.kind for result in results)),
+        "jobs": jobs,
+    }
 
 
 def mem_tree_result(job_id: str, runner: MemTreeRunner) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, event, func, select, text
 
 from memtasks.domain.clock import FrozenClock
 from memtasks.domain.errors import UnknownJobKind
@@ -602,3 +602,58 @@ def test_an_append_racing_a_seal_that_empties_the_buffer_still_holds_a_buffer(
     assert appender_held == [True]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(mem_tree_buffers)).scalar_one() == 1
+
+
+# ── the transaction begins on first use ──────────────────────────────────────
+
+
+def count_begins(engine: Engine) -> list[int]:
+    begins = [0]
+
+    def on_begin(conn: Any) -> None:
+        begins[0] += 1
+
+    event.listen(engine, "begin", on_begin)
+    return begins
+
+
+def test_a_handler_that_writes_nothing_costs_no_transaction(
+    engine: Engine, jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    registry = HandlerRegistry.default().override(JobKind.SEAL, lambda ctx, payload: None)
+    runner = make_runner(engine, jobs, clock, registry=registry)
+    ids = enqueue_all(jobs, [seal_job(f"quiet{i}", 0) for i in range(3)])
+    begins = count_begins(engine)
+    one = runner.run_by_id(ids[0])
+    batch = runner.run_batch(jobs.claim_batch(10))
+    assert begins[0] == 0, "no transaction was opened for handlers that never touched ctx.conn"
+    assert one is not None and one.outcome is Outcome.DONE
+    assert [r.outcome for r in batch] == [Outcome.DONE, Outcome.DONE]
+    assert {row.status for row in (jobs.get(i) for i in ids) if row} == {JobStatus.DONE}
+
+
+def test_a_handler_that_writes_commits_its_write_with_the_settle_and_a_fenced_one_does_not(
+    engine: Engine, jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE IF NOT EXISTS effects (job_id VARCHAR(80))"))
+
+    def write(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
+        ctx.conn.execute(text("INSERT INTO effects (job_id) VALUES (:id)"), {"id": ctx.job.id})
+        return None
+
+    registry = HandlerRegistry.default().override(JobKind.SEAL, write)
+    runner = make_runner(engine, jobs, clock, registry=registry)
+    kept, fenced = enqueue_all(jobs, [seal_job("kept", 0), seal_job("fenced", 0)])
+    begins = count_begins(engine)
+    result = runner.run_by_id(kept)
+    assert result is not None and result.outcome is Outcome.DONE and begins[0] == 1
+    stale = jobs.claim(fenced)
+    assert stale is not None
+    clock.advance(jobs.config.lease_ms + 1)
+    jobs.recover_expired()
+    assert jobs.claim(fenced) is not None, "taken over by another worker"
+    assert runner.run(stale).outcome is Outcome.FENCED
+    with engine.connect() as conn:
+        written = conn.execute(text("SELECT job_id FROM effects")).scalars().all()
+    assert written == [kept], "the fenced handler's write rolled back with its settle"

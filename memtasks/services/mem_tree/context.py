@@ -1,6 +1,6 @@
 """What a memory-tree handler gets and may return.
 
-A handler gets a :class:`HandlerContext` (the job's open transaction, the tree store, the
+A handler gets a :class:`HandlerContext` (the job's transaction, the tree store, the
 text-model plug-ins) and the job's payload. It returns ``None`` when the job is done or a
 :class:`Defer` to put the job back with its attempt refunded. Everything it writes through
 ``ctx.conn`` — including follow-up jobs from :meth:`HandlerContext.enqueue` — commits with
@@ -46,17 +46,30 @@ class JobEnqueuer(Protocol):
 
 @dataclass(slots=True)
 class HandlerContext:
-    """What a handler may use. ``conn`` is the job's transaction: never commit it."""
+    """What a handler may use. ``conn`` is the job's transaction: never commit it.
 
-    conn: Connection
+    The transaction begins when a handler first uses ``conn``; a handler that writes nothing
+    costs no transaction, and its job is settled in one statement.
+    """
+
     job: Job
     store: TreeStore
     models: TextModels
     config: TreeConfig
     clock: Clock
     queue: JobEnqueuer
+    begin: Callable[[], Connection]
+    """Opens the job's transaction (called once, on first use of ``conn``)."""
     publishes_followups: bool = False
     followups: list[Followup] = field(default_factory=list)
+    opened: Connection | None = None
+    """The job's transaction once begun; None while the handler has not touched it."""
+
+    @property
+    def conn(self) -> Connection:
+        if self.opened is None:
+            self.opened = self.begin()
+        return self.opened
 
     def now(self) -> int:
         return self.clock()

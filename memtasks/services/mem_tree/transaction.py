@@ -12,7 +12,8 @@ comes back after its backoff until its attempts are spent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -79,13 +80,17 @@ class Transactions:
     publishes_followups: bool = False
 
     def run(self, job: Job) -> RunResult:
-        """Run a job this process has claimed, and settle it under its lease."""
+        """Run a job this process has claimed, and settle it under its lease.
+
+        The transaction begins when the handler first uses ``ctx.conn``; a handler that never
+        does (it wrote nothing) has its job settled by one statement on its own.
+        """
         spec = self.registry[job.job_kind]
         try:
-            with self.engine.begin() as conn:
-                ctx = self._context(conn, job)
+            with ExitStack() as transaction:
+                ctx = self._context(lambda: transaction.enter_context(self.engine.begin()), job)
                 decision = spec.handler(ctx, job.payload())
-                result = self._settle(conn, job, decision, tuple(ctx.followups))
+                result = self._settle(ctx.opened, job, decision, tuple(ctx.followups))
         except _Fenced:
             log.warning("memtasks.mem_tree: job %s lost its lease; its writes were rolled back", job.id)
             return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts)
@@ -116,14 +121,21 @@ class Transactions:
     def _batch(self, jobs: Sequence[Job], *, savepoints: bool) -> list[RunResult]:
         results: list[RunResult] = []
         failures: list[tuple[Job, Exception]] = []
-        with self.engine.begin() as conn:
+        with ExitStack() as transaction:
+            opened: list[Connection] = []
+
+            def begin() -> Connection:
+                if not opened:
+                    opened.append(transaction.enter_context(self.engine.begin()))
+                return opened[0]
+
             done: list[tuple[Job, tuple[Followup, ...]]] = []
             for job in jobs:
-                ctx = self._context(conn, job)
+                ctx = self._context(begin, job)
                 handler = self.registry[job.job_kind].handler
                 try:
                     if savepoints:
-                        with conn.begin_nested():
+                        with ctx.conn.begin_nested():
                             decision = handler(ctx, job.payload())
                     else:
                         decision = handler(ctx, job.payload())
@@ -135,26 +147,27 @@ class Transactions:
                 if decision is None:
                     done.append((job, tuple(ctx.followups)))
                 else:
-                    results.append(self._settle(conn, job, decision, tuple(ctx.followups)))
+                    results.append(self._settle(begin(), job, decision, tuple(ctx.followups)))
+            conn = opened[0] if opened else None
             if self.jobs.settle_done_many([job.lease for job, _ in done], conn=conn) != len(done):
                 raise _Fenced
             results += [RunResult(j.id, j.kind, Outcome.DONE, j.attempts, f) for j, f in done]
         return results + [self._fail(job, exc) for job, exc in failures]
 
-    def _context(self, conn: Connection, job: Job) -> HandlerContext:
+    def _context(self, begin: Callable[[], Connection], job: Job) -> HandlerContext:
         return HandlerContext(
-            conn=conn,
             job=job,
             store=self.store,
             models=self.models,
             config=self.config,
             clock=self.clock,
             queue=self.jobs,
+            begin=begin,
             publishes_followups=self.publishes_followups,
         )
 
     def _settle(
-        self, conn: Connection, job: Job, decision: Defer | None, followups: tuple[Followup, ...]
+        self, conn: Connection | None, job: Job, decision: Defer | None, followups: tuple[Followup, ...]
     ) -> RunResult:
         if isinstance(decision, Defer):
             deferred = self.jobs.settle_deferred(
