@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -421,10 +422,15 @@ def test_the_pipeline_runs_on_rabbitmq(
 # ── Flower ───────────────────────────────────────────────────────────────────
 
 
-def test_flower_lists_the_workers(fleet: Fleet, tmp_path: Path, broker_url: str, lock_url: str) -> None:
+def test_flower_lists_the_workers_and_the_tasks_they_ran(
+    fleet: Fleet, tmp_path: Path, broker_url: str, lock_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers send no task events by default; Flower turns them on while it watches."""
     fleet.env = fleet_env(
         database_url=f"sqlite:///{tmp_path}/flower.sqlite3", broker_url=broker_url, lock_redis_url=lock_url
     )
+    settings = settings_from(fleet.env, monkeypatch)
+    assert not settings.task_events
     fleet.env["FLOWER_UNAUTHENTICATED_API"] = "true"
     fleet.worker("w1")
     with socket.socket() as probe_socket:
@@ -445,6 +451,22 @@ def test_flower_lists_the_workers(fleet: Fleet, tmp_path: Path, broker_url: str,
     [(name, info)] = [(n, i) for n, i in seen.items() if n.startswith("w1@")]
     queues = {q["name"] for q in info.get("active_queues", [])}
     assert queues == set(names.QUEUES), f"{name} consumes {queues}"
+
+    tasks: dict[str, Any] = {}
+    sent: list[float] = []
+
+    def ran() -> bool:
+        # Events begin when Flower's request reaches the worker: a job a second until one shows.
+        if not sent or time.monotonic() - sent[-1] > 1:
+            sent.append(time.monotonic())
+            enqueue_and_publish(settings, [seal_job(f"watched{len(sent)}", 0)])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as reply:
+            tasks.update(json.load(reply))
+        return any(
+            t.get("name") == names.MEM_TREE_RUN and t.get("state") == "SUCCESS" for t in tasks.values()
+        )
+
+    wait_until(ran, 60, "Flower shows a job's task that succeeded", fleet)
 
 
 # ── batched drain ────────────────────────────────────────────────────────────
