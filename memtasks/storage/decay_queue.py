@@ -11,7 +11,6 @@ attestation that hands an LLM summary to the fleet.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +31,7 @@ from memtasks.domain.decay import (
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.storage.queue import DECAY, FailureOutcome, LeasedQueue, QueueAdmin, QueueConfig
-from memtasks.storage.rows import reading
+from memtasks.storage.rows import reading, time_ordered_uuid
 from memtasks.storage.tables import decay_jobs as t
 
 log = logging.getLogger(__name__)
@@ -147,7 +146,7 @@ class DecayJobs(LeasedQueue[DecayJob]):
         check_created_by(created_by)
         check_scheduled_for_ms(scheduled_for_ms)
         now = self.clock()
-        job_id = f"dj_{uuid.uuid4().hex}"
+        job_id = f"dj_{time_ordered_uuid().hex}"
         scheduled = now if scheduled_for_ms is None else scheduled_for_ms
         row: dict[str, Any] = {
             "id": job_id,

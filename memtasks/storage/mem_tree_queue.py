@@ -9,7 +9,6 @@ or a malformed payload fails at once as unrecoverable.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +31,7 @@ from memtasks.domain.jobs import (
 )
 from memtasks.domain.wire import lookup_id
 from memtasks.storage.queue import MEM_TREE, LeasedQueue, QueueAdmin, QueueConfig
+from memtasks.storage.rows import time_ordered_uuid
 
 log = logging.getLogger("memtasks.queue")
 
@@ -145,7 +145,7 @@ class MemTreeJobs(LeasedQueue[Job]):
         )
         due = now if job.available_at_ms is None else job.available_at_ms
         return {
-            "id": f"job:{uuid.uuid4()}",
+            "id": f"job:{time_ordered_uuid()}",
             "kind": kind.value,
             "priority": kind.priority,
             "payload_json": job.payload_json,

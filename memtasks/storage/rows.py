@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -17,6 +20,18 @@ IN_CHUNK = 500
 def new_token() -> str:
     """A random lease token."""
     return secrets.token_hex(16)
+
+
+def time_ordered_uuid() -> uuid.UUID:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
+
+    Ids made one after another sort one after another, so new rows land at the right edge
+    of the primary-key index instead of on a random page each.
+    """
+    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10))
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
+    return uuid.UUID(int=value)
 
 
 @contextmanager

@@ -45,6 +45,7 @@ def _partial(where: str) -> dict[str, Any]:
 
 
 ACTIVE_WHERE = "status IN ('ready', 'running')"
+DEDUPE_WHERE = "dedupe_key IS NOT NULL AND " + ACTIVE_WHERE
 
 mem_tree_jobs = Table(
     "mem_tree_jobs",
@@ -83,15 +84,15 @@ mem_tree_jobs = Table(
         "status <> 'running' OR (lease_token IS NOT NULL AND locked_until_ms IS NOT NULL)",
         name="running_lease",
     ),
-    Index("ix_mem_tree_jobs_status_available_at_ms", "status", "available_at_ms"),
-    Index("ix_mem_tree_jobs_kind", "kind"),
-    # The claim path: ready rows in priority order, oldest first. Partial, so its size
-    # follows the backlog and not the history.
+    # Every index is partial: a row is in an index only while the hot path needs it there,
+    # so an insert writes the primary key and the ready index, a claim the lease index, a
+    # settle the finished index.
+    # The claim path: ready rows in priority order, oldest first; its size follows the backlog.
     Index("ix_mem_tree_jobs_ready", "priority", "available_at_ms", **_partial("status = 'ready'")),
     Index("ix_mem_tree_jobs_lease", "locked_until_ms", **_partial("status = 'running'")),
-    Index("ix_mem_tree_jobs_completed_at_ms", "completed_at_ms"),
+    Index("ix_mem_tree_jobs_finished", "completed_at_ms", **_partial("completed_at_ms IS NOT NULL")),
     # A dedupe key is held while its row is ready or running.
-    Index("uq_mem_tree_jobs_dedupe_active", "dedupe_key", unique=True, **_partial(ACTIVE_WHERE)),
+    Index("uq_mem_tree_jobs_dedupe_active", "dedupe_key", unique=True, **_partial(DEDUPE_WHERE)),
 )
 
 decay_jobs = Table(

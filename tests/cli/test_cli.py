@@ -67,9 +67,9 @@ def test_db_upgrade_and_current(cli: Run, monkeypatch: pytest.MonkeyPatch) -> No
     code, out, _ = cli("db", "current", "--check")
     assert code == 1 and "revision none (empty database)" in out
     code, out, _ = cli("db", "upgrade")
-    assert code == 0 and "empty → revision 0005 (head)" in out
+    assert code == 0 and "empty → revision 0006 (head)" in out
     code, out, _ = cli("db", "upgrade")
-    assert code == 0 and "already at revision 0005" in out
+    assert code == 0 and "already at revision 0006" in out
     assert cli("db", "current", "--check")[0] == 0
 
 

@@ -5,9 +5,10 @@ columns, ``{ready}``, ``{running}``, ``{done}``, ``{failed}`` are its state word
 the SQL, so that the planner matches the partial indexes ``WHERE status = 'ready'``), and
 ``{claimable}`` / ``{unattended}`` are its conditions for a row that may be claimed at all /
 that the fleet claims by itself (``memtasks.storage.queue.table``).
-Everything else is a bound parameter (psycopg's ``%(name)s``). Each template is rendered
-once per table when the engine starts; psycopg prepares a statement after a few uses on a
-connection.
+Everything else is a bound parameter (psycopg's ``%(name)s``; arrays of ids and tokens as
+``%(name)b``, in binary, which spares quoting each element in Python). Each template is
+rendered once per table when the engine starts; psycopg prepares a statement after a few
+uses on a connection.
 
 **One clock: the database's.** ``now`` is ``clock_timestamp()`` in Unix milliseconds, read
 once per statement (the ``n`` CTE); a test may bind ``%(now)s`` to freeze it instead.
@@ -54,7 +55,7 @@ SETTLE_DONE = (
 SETTLE_DONE_MANY = (
     NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
     " locked_until_ms = NULL, lease_token = NULL"
-    " FROM n, unnest(CAST(%(ids)s AS text[]), CAST(%(tokens)s AS text[])) AS l(id, token)"
+    " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
     " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
 )
 
@@ -96,7 +97,7 @@ RELEASE_MANY = (
     NOW + " UPDATE {table} AS j SET {status} = '{ready}', {due} = n.now,"
     " attempts = GREATEST(j.attempts - 1, 0), locked_until_ms = NULL, lease_token = NULL,"
     " dispatched_at_ms = NULL, updated_at_ms = n.now"
-    " FROM n, unnest(CAST(%(ids)s AS text[]), CAST(%(tokens)s AS text[])) AS l(id, token)"
+    " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
     " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
 )
 
@@ -128,7 +129,7 @@ MARK_FOR_DISPATCH = (
 
 FORGET_DISPATCH = (
     "UPDATE {table} AS j SET dispatched_at_ms = NULL"
-    " WHERE j.id = ANY(CAST(%(ids)s AS text[])) AND j.{status} = '{ready}'"
+    " WHERE j.id = ANY(CAST(%(ids)b AS text[])) AND j.{status} = '{ready}'"
 )
 
 POSTPONE = (

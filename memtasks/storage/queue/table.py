@@ -17,7 +17,7 @@ from sqlalchemy import Table
 
 from memtasks.domain.errors import JobNotFound
 from memtasks.domain.lifecycle import DECAY_WORDS, MEM_TREE_WORDS, Phase, StateWords
-from memtasks.storage.tables import ACTIVE_WHERE, decay_jobs, mem_tree_jobs
+from memtasks.storage.tables import DEDUPE_WHERE, decay_jobs, mem_tree_jobs
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _WORD = re.compile(r"[a-z_]{1,32}")
@@ -93,7 +93,7 @@ MEM_TREE = QueueTable(
     claimable="j.kind NOT IN ('topic_route', 'digest_daily')",
     unattended="TRUE",
     dedupe="dedupe_key",
-    dedupe_where=ACTIVE_WHERE,
+    dedupe_where=DEDUPE_WHERE,
     reasons={
         "attempts_exhausted": "attempts_exhausted",
         "recovered": "recovered_from_stale_lock",
