@@ -28,6 +28,7 @@ class Executor:
         self.engine = engine
         self.dialect = engine.dialect
         self._autocommit_switch = engine.dialect.name == "postgresql"
+        self._known: dict[str, list[str]] = {}
 
     def run(self, sql: str, params: Mapping[str, Any], conn: Connection | None = None) -> Result:
         if conn is not None:
@@ -39,6 +40,20 @@ class Executor:
             return Result(rows, len(rows))
         return self._alone(sql, params)
 
+    def _keys(self, sql: str, cursor: Any) -> list[str] | None:
+        """The result's column names; on PostgreSQL kept per statement while its result has
+        as many columns (reading ``description`` builds an object per column, each call)."""
+        result = getattr(cursor, "pgresult", None)
+        if result is None:
+            description = cursor.description
+            return None if description is None else [d[0] for d in description]
+        if not result.nfields:
+            return None
+        keys = self._known.get(sql)
+        if keys is None or len(keys) != result.nfields:
+            keys = self._known[sql] = [d[0] for d in cursor.description]
+        return keys
+
     def _alone(self, sql: str, params: Mapping[str, Any]) -> Result:
         raw = self.engine.raw_connection()
         driver: Any = raw.driver_connection
@@ -49,10 +64,9 @@ class Executor:
             cursor = raw.cursor()
             try:
                 cursor.execute(sql, params)
-                description = cursor.description
-                if description is None:
+                keys = self._keys(sql, cursor)
+                if keys is None:
                     return Result([], cursor.rowcount)
-                keys = [d[0] for d in description]
                 rows = [dict(zip(keys, row, strict=True)) for row in cursor.fetchall()]
                 return Result(rows, len(rows))
             except self.dialect.loaded_dbapi.Error as exc:
