@@ -36,9 +36,9 @@ from memtasks.worker.routing import queue_of
 DEMO_SETTINGS = {
     # Fast sweeps and permissive gates, so a few minutes show every kind of work.
     "MEMTASKS_BEAT_INTERVALS": json.dumps(
-        {"dispatch_due": 1, "recover": 5, "flush_stale": 3, "consolidate": 5, "self_heal": 30}
+        {"dispatch_due": 1, "recover": 5, "flush_stale": 0.5, "consolidate": 5, "self_heal": 30}
     ),
-    "MEMTASKS_TREE_STALE_AFTER_S": "3",
+    "MEMTASKS_TREE_STALE_AFTER_S": "1",
     "MEMTASKS_CONSOLIDATE_MIN_HOURS": "0",
     "MEMTASKS_CONSOLIDATE_MIN_SESSIONS": "1",
     "MEMTASKS_REDISPATCH_AFTER_S": "30",
