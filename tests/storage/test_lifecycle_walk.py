@@ -108,9 +108,9 @@ def test_every_transition_the_engine_makes_is_one_the_domain_allows(table: str, 
     ran: list[str] = []
     run = q.queue._executor.run
 
-    def recording(sql: str, params: Any, conn: Any = None) -> Any:
+    def recording(sql: str, params: Any, conn: Any = None, *, prepare: bool = True) -> Any:
         ran.append(names.get(sql, "?"))
-        return run(sql, params, conn)
+        return run(sql, params, conn, prepare=prepare)
 
     q.queue._executor.run = recording  # type: ignore[method-assign]
     seen: dict[str, set[tuple[Phase, Phase]]] = defaultdict(set)

@@ -103,7 +103,7 @@ class LeasedQueue(Generic[R]):
 
     def _run(self, statement: Statement, params: dict[str, Any], conn: Connection | None = None) -> Any:
         params["now"] = self.clock() if self._bound_clock else None
-        return self._executor.run(statement.sql, params, conn)
+        return self._executor.run(statement.sql, params, conn, prepare=statement.prepared)
 
     def _list(self, values: Sequence[str]) -> Any:
         return list(values) if self._pg else json.dumps(list(values))

@@ -30,15 +30,30 @@ class Executor:
         self._autocommit_switch = engine.dialect.name == "postgresql"
         self._known: dict[str, list[str]] = {}
 
-    def run(self, sql: str, params: Mapping[str, Any], conn: Connection | None = None) -> Result:
+    def run(
+        self, sql: str, params: Mapping[str, Any], conn: Connection | None = None, *, prepare: bool = True
+    ) -> Result:
+        """Run ``sql``; ``prepare`` False: planned for this call, never prepared (a statement
+        over a set of rows whose size changes from call to call)."""
         if conn is not None:
+            if not prepare and self._autocommit_switch:
+                return self._unprepared_in(conn, sql, params)
             result = conn.exec_driver_sql(sql, dict(params))
             if not result.returns_rows:
                 return Result([], result.rowcount)
             keys = list(result.keys())
             rows = [dict(zip(keys, row, strict=True)) for row in result.fetchall()]
             return Result(rows, len(rows))
-        return self._alone(sql, params)
+        return self._alone(sql, params, prepare)
+
+    def _unprepared_in(self, conn: Connection, sql: str, params: Mapping[str, Any]) -> Result:
+        driver: Any = conn.connection.driver_connection
+        threshold = driver.prepare_threshold
+        driver.prepare_threshold = None  # psycopg: never prepare, for this statement only
+        try:
+            return self.run(sql, params, conn)
+        finally:
+            driver.prepare_threshold = threshold
 
     def _keys(self, sql: str, cursor: Any) -> list[str] | None:
         """The result's column names; on PostgreSQL kept per statement while its result has
@@ -54,16 +69,19 @@ class Executor:
             keys = self._known[sql] = [d[0] for d in cursor.description]
         return keys
 
-    def _alone(self, sql: str, params: Mapping[str, Any]) -> Result:
+    def _alone(self, sql: str, params: Mapping[str, Any], prepare: bool = True) -> Result:
         raw = self.engine.raw_connection()
         driver: Any = raw.driver_connection
         healthy = True
         try:
             if self._autocommit_switch:
                 driver.autocommit = True
-            cursor = raw.cursor()
+            cursor: Any = raw.cursor()
             try:
-                cursor.execute(sql, params)
+                if self._autocommit_switch:
+                    cursor.execute(sql, params, prepare=None if prepare else False)
+                else:
+                    cursor.execute(sql, params)
                 keys = self._keys(sql, cursor)
                 if keys is None:
                     return Result([], cursor.rowcount)

@@ -10,6 +10,11 @@ Everything else is a bound parameter (psycopg's ``%(name)s``; arrays of ids and 
 rendered once per table when the engine starts; psycopg prepares a statement after a few
 uses on a connection.
 
+**Plans that stay O(batch).** A statement over many rows names them with ``j.id = ANY(…)``,
+so the planner reaches each through the primary key; joined to a CTE or to ``unnest`` it
+would hash the whole table (or loop over the lease index once per row) whenever its
+statistics say few rows are running.
+
 **One clock: the database's.** ``now`` is ``clock_timestamp()`` in Unix milliseconds, read
 once per statement (the ``n`` CTE); a test may bind ``%(now)s`` to freeze it instead.
 """
@@ -38,7 +43,7 @@ CLAIM_BATCH = (
     " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
     " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
     " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
-    " FROM n, picked WHERE j.id = picked.id RETURNING j.*"
+    " FROM n WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked)) RETURNING j.*"
 )
 
 HEARTBEAT = (
@@ -56,7 +61,8 @@ SETTLE_DONE_MANY = (
     NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
     " locked_until_ms = NULL, lease_token = NULL"
     " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
-    " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
+    " WHERE j.id = ANY(CAST(%(ids)b AS text[])) AND j.id = l.id AND j.lease_token = l.token"
+    " AND j.{status} = '{running}'"
 )
 
 SETTLE_RETRY = (
@@ -98,7 +104,8 @@ RELEASE_MANY = (
     " attempts = GREATEST(j.attempts - 1, 0), locked_until_ms = NULL, lease_token = NULL,"
     " dispatched_at_ms = NULL, updated_at_ms = n.now"
     " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
-    " WHERE j.id = l.id AND j.lease_token = l.token AND j.{status} = '{running}'"
+    " WHERE j.id = ANY(CAST(%(ids)b AS text[])) AND j.id = l.id AND j.lease_token = l.token"
+    " AND j.{status} = '{running}'"
 )
 
 # Expired leases: rows another transaction holds (a settle in flight, or stalled mid-commit)
@@ -115,7 +122,7 @@ RECOVER_EXPIRED = (
     " failure_class = CASE WHEN j.attempts >= j.max_attempts THEN 'transient' ELSE j.failure_class END,"
     " last_error = COALESCE(j.last_error, %(recovered)s),"
     " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = n.now"
-    " FROM n, expired WHERE j.id = expired.id RETURNING j.id, j.{status}"
+    " FROM n WHERE j.id = ANY(ARRAY(SELECT expired.id FROM expired)) RETURNING j.id, j.{status}"
 )
 
 MARK_FOR_DISPATCH = (
@@ -123,7 +130,8 @@ MARK_FOR_DISPATCH = (
     " WHERE j.{status} = '{ready}' AND j.{due} <= n.now AND {claimable} AND {unattended}"
     " AND (j.dispatched_at_ms IS NULL OR j.dispatched_at_ms <= n.now - %(redispatch_after_ms)s)"
     " ORDER BY j.priority, j.{due} LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
-    " UPDATE {table} AS j SET dispatched_at_ms = n.now FROM n, picked WHERE j.id = picked.id"
+    " UPDATE {table} AS j SET dispatched_at_ms = n.now"
+    " FROM n WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked))"
     " RETURNING j.*"
 )
 
