@@ -99,6 +99,16 @@ class Holding:
         with keeper.holding(lease, renew):
             yield
 
+    @contextmanager
+    def leases(self, queue: Leases, leases: Sequence[Lease]) -> Iterator[None]:
+        """Heartbeat every lease of a claimed batch while the block runs."""
+        keeper = self._keeper(queue)
+        if keeper is None:
+            yield
+            return
+        with keeper.holding_many(leases):
+            yield
+
     def _keeper(self, queue: Leases) -> LeaseKeeper | None:
         if self.heartbeat_s is None:
             return None

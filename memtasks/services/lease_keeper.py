@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -60,6 +60,23 @@ class LeaseKeeper:
             yield
         finally:
             self.drop(lease)
+
+    @contextmanager
+    def holding_many(self, leases: Sequence[Lease]) -> Iterator[None]:
+        """Keep every lease of a batch alive for the duration of the block (one lock, not one per job)."""
+        due = time.monotonic() + self.interval_s
+        with self._cond:
+            for lease in leases:
+                self._held[lease.job_id] = _Held(lease, due, None)
+            self._start_thread()
+        try:
+            yield
+        finally:
+            with self._cond:
+                for lease in leases:
+                    held = self._held.get(lease.job_id)
+                    if held is not None and held.lease == lease:
+                        del self._held[lease.job_id]
 
     def hold(self, lease: Lease, renew: Renew | None = None) -> None:
         with self._cond:

@@ -76,3 +76,24 @@ def test_take_all_hands_back_every_lease_and_a_newer_lease_survives_an_old_drop(
 def test_a_non_positive_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
         LeaseKeeper(Beats(), interval_s=0)
+
+
+def test_a_batch_of_leases_is_held_and_dropped_together() -> None:
+    beats = Beats()
+    keeper = LeaseKeeper(beats, interval_s=0.02)
+    batch = [lease(f"b{i}", token="shared") for i in range(50)]
+    with keeper.holding_many(batch):
+        assert sorted(held.job_id for held in keeper.held()) == sorted(f"b{i}" for i in range(50))
+        wait_for(lambda: all(beats.count[f"b{i}"] >= 2 for i in range(50)), timeout=10)
+    assert keeper.held() == []
+    after = dict(beats.count)
+    with keeper.holding(lease("later")):
+        wait_for(lambda: beats.count["later"] >= 2, timeout=10)
+    assert {k: beats.count[k] for k in after} == after, "a dropped batch is never beaten again"
+
+
+def test_a_batch_held_at_shutdown_is_handed_back() -> None:
+    keeper = LeaseKeeper(Beats(), interval_s=60)
+    batch = [lease(f"s{i}") for i in range(3)]
+    with keeper.holding_many(batch):
+        assert sorted(keeper.take_all(), key=lambda held: held.job_id) == batch

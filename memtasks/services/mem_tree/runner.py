@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
@@ -135,9 +134,7 @@ class MemTreeRunner:
         jobs = self.jobs.claim_batch(limit, kinds=allowed)
         if not jobs:
             return []
-        with ExitStack() as held:
-            for job in jobs:
-                held.enter_context(self.holding.lease(self.jobs, job.lease))
+        with self.holding.leases(self.jobs, [job.lease for job in jobs]):
             results = self.transactions.run_batch(jobs)
         self._publish(tuple(f for result in results for f in result.followups))
         return results
