@@ -106,6 +106,10 @@ def ensure_database(dsn: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(dbname))))
 
 
+EFFECTS_DDL = "CREATE TABLE IF NOT EXISTS public.bench_effects (job_id TEXT)"
+"""The table every system's ``write`` handler inserts one row into (``public`` schema)."""
+
+
 # --------------------------------------------------------------------------
 # worker processes
 
@@ -227,6 +231,9 @@ class Args:
     batch: int
     timeout: float
     analyze: bool
+    handler: str = "noop"
+    worker_batch: int = 10
+    end_to_end: bool = True
 
 
 def parse_args(description: str, argv: Sequence[str] | None = None) -> Args:
@@ -247,6 +254,16 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Args:
         action="store_false",
         help="skip the untimed ANALYZE of the library's tables after the batched enqueue",
     )
+    parser.add_argument(
+        "--handler",
+        choices=["noop", "write"],
+        default="noop",
+        help="noop: the task does nothing; write: it inserts one row into bench_effects",
+    )
+    parser.add_argument(
+        "--worker-batch", type=int, default=10, help="jobs a worker takes per fetch (pgqueuer)"
+    )
+    parser.add_argument("--no-end-to-end", dest="end_to_end", action="store_false", help="skip that phase")
     ns = parser.parse_args(argv)
     if ns.jobs < 1 or ns.workers < 1 or ns.batch < 1:
         parser.error("--jobs, --workers and --batch must be >= 1")
@@ -258,6 +275,9 @@ def parse_args(description: str, argv: Sequence[str] | None = None) -> Args:
         batch=ns.batch,
         timeout=timeout,
         analyze=ns.analyze,
+        handler=ns.handler,
+        worker_batch=ns.worker_batch,
+        end_to_end=ns.end_to_end,
     )
 
 
@@ -278,23 +298,24 @@ def check_workers_alive(procs: Sequence[subprocess.Popen[bytes]]) -> None:
 
 async def wait_all_done(
     adapter: QueueAdapter, jobs: int, timeout: float, procs: Sequence[subprocess.Popen[bytes]]
-) -> float:
+) -> tuple[float, int]:
     """Poll until ``jobs`` jobs succeeded and none is pending.
 
-    Returns the clock reading of the first poll that saw a finished job (used
-    for the approximate excluding-startup drain figure).
+    Returns the clock reading of the first poll that saw a finished job and how many it saw
+    (the steady drain figure counts only the jobs finished after that poll).
     """
     deadline = now() + timeout
     first_done: float | None = None
+    first_count = 0
     while True:
         check_workers_alive(procs)
         prog = await adapter.progress()
         if prog.failed:
             raise RuntimeError(f"{prog.failed} job(s) failed")
         if prog.succeeded and first_done is None:
-            first_done = now()
+            first_done, first_count = now(), prog.succeeded
         if prog.pending == 0 and prog.succeeded >= jobs:
-            return first_done if first_done is not None else now()
+            return (first_done, first_count) if first_done is not None else (now(), jobs)
         if now() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s: {prog}")
         await asyncio.sleep(POLL_INTERVAL_S)
@@ -324,15 +345,18 @@ async def phase_batch(adapter: QueueAdapter, jobs: int, batch: int) -> float:
 
 async def phase_drain(
     adapter: QueueAdapter, args: Args, procs: list[subprocess.Popen[bytes]]
-) -> tuple[float, float]:
-    """Drain the N already-queued jobs; clock starts just before worker spawn."""
+) -> tuple[float, float, float | None]:
+    """Drain the N already-queued jobs; clock starts just before worker spawn. Also the steady
+    figure: the jobs finished after the first poll that saw one done, over the time since."""
     started = now()
     procs.extend(start_workers(adapter.worker_commands(args.workers), adapter.worker_env()))
-    first_done = await wait_all_done(adapter, args.jobs, args.timeout, procs)
+    first_done, first_count = await wait_all_done(adapter, args.jobs, args.timeout, procs)
     ended = now()
     stop_workers(procs)
     log(f"drain: {args.jobs} jobs in {ended - started:.2f}s (first done after {first_done - started:.2f}s)")
-    return per_second(args.jobs, ended - started), per_second(args.jobs, ended - first_done)
+    # None: every job was done at the first poll (too few jobs to see a steady drain).
+    steady = per_second(args.jobs - first_count, ended - first_done) if args.jobs > first_count else None
+    return per_second(args.jobs, ended - started), per_second(args.jobs, ended - first_done), steady
 
 
 async def phase_end_to_end(adapter: QueueAdapter, args: Args, procs: list[subprocess.Popen[bytes]]) -> float:
@@ -365,8 +389,8 @@ async def run_benchmark(adapter: QueueAdapter, args: Args) -> dict[str, Any]:
             # Untimed: gives the planner stats for a full queue, as autovacuum
             # would on a long-lived database. TRUNCATE keeps these stats.
             await adapter.analyze()
-        drain, drain_after_first = await phase_drain(adapter, args, procs)
-        e2e = await phase_end_to_end(adapter, args, procs)
+        drain, drain_after_first, steady = await phase_drain(adapter, args, procs)
+        e2e = await phase_end_to_end(adapter, args, procs) if args.end_to_end else None
         await adapter.clear()
     finally:
         stop_workers(procs)
@@ -379,7 +403,10 @@ async def run_benchmark(adapter: QueueAdapter, args: Args) -> dict[str, Any]:
         "drain_per_s": drain,
         "end_to_end_per_s": e2e,
         "drain_after_first_done_per_s": drain_after_first,
+        "drain_steady_per_s": steady,
         "batch": args.batch,
+        "handler": args.handler,
+        "worker_batch": args.worker_batch,
         "analyzed": args.analyze,
         "notes": f"{adapter.notes} {ANALYZE_NOTE if args.analyze else NO_ANALYZE_NOTE}",
     }

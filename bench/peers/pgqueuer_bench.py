@@ -15,9 +15,9 @@ import sys
 import asyncpg
 import common
 from pgqueuer import Queries
-from pgqueuer_app import ENTRYPOINT, SCHEMA, WORKER_APP_NAME
+from pgqueuer_app import ENTRYPOINT, SCHEMA, WORKER_APP_NAME, WRITE_ENTRYPOINT
 
-WORKER_BATCH_SIZE = 10  # `pgq run` default: jobs dequeued per round trip
+WORKER_BATCH_SIZE = 10  # `pgq run` default: jobs dequeued per round trip (``--worker-batch``)
 WORKER_LOG_LEVEL = "WARNING"  # `pgq run` default is INFO
 
 
@@ -37,8 +37,12 @@ class PgqueuerAdapter:
         "rows in pgqueuer_log."
     )
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, handler: str = "noop", worker_batch: int = WORKER_BATCH_SIZE) -> None:
         self.dsn = dsn
+        self.entrypoint = WRITE_ENTRYPOINT if handler == "write" else ENTRYPOINT
+        self.handler = handler
+        self.worker_batch = worker_batch
+        self.notes = self.notes.replace(f"--batch-size {WORKER_BATCH_SIZE}", f"--batch-size {worker_batch}")
         self.conn: asyncpg.Connection | None = None
         self.queries: Queries | None = None
 
@@ -65,18 +69,20 @@ class PgqueuerAdapter:
     async def reset(self) -> None:
         await self._c.execute(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE')
         await self._q.install()
+        await self._c.execute(common.EFFECTS_DDL)
         common.log(f"pgqueuer schema installed in '{SCHEMA}'")
 
     async def clear(self) -> None:
         await self._q.clear_queue()
         await self._q.clear_queue_log()
         await self._q.clear_statistics_log()
+        await self._c.execute("TRUNCATE public.bench_effects")
 
     async def enqueue_one(self) -> None:
-        await self._q.enqueue(ENTRYPOINT, None)
+        await self._q.enqueue(self.entrypoint, None)
 
     async def enqueue_many(self, count: int) -> None:
-        await self._q.enqueue([ENTRYPOINT] * count, [None] * count, [0] * count)
+        await self._q.enqueue([self.entrypoint] * count, [None] * count, [0] * count)
 
     async def progress(self) -> common.Progress:
         row = await self._c.fetchrow(  # SCHEMA is a module constant, not input
@@ -87,7 +93,10 @@ class PgqueuerAdapter:
                 FROM {SCHEMA}.pgqueuer_log"""
         )
         assert row is not None
-        return common.Progress(pending=row["pending"], succeeded=row["succeeded"], failed=row["failed"])
+        succeeded = row["succeeded"]
+        if self.handler == "write":  # done: its row is written as well
+            succeeded = min(succeeded, await self._c.fetchval("SELECT count(*) FROM public.bench_effects"))
+        return common.Progress(pending=row["pending"], succeeded=succeeded, failed=row["failed"])
 
     async def analyze(self) -> None:
         await self._c.execute(
@@ -112,7 +121,7 @@ class PgqueuerAdapter:
             "run",
             "pgqueuer_app:create_pgqueuer",
             "--batch-size",
-            str(WORKER_BATCH_SIZE),
+            str(self.worker_batch),
             "--log-level",
             WORKER_LOG_LEVEL,
         ]
@@ -125,7 +134,7 @@ class PgqueuerAdapter:
 async def main() -> None:
     args = common.parse_args("Benchmark pgqueuer enqueue / drain / end-to-end throughput.")
     common.ensure_database(args.dsn)
-    adapter = PgqueuerAdapter(args.dsn)
+    adapter = PgqueuerAdapter(args.dsn, args.handler, args.worker_batch)
     await adapter.open()
     try:
         figures = await common.run_benchmark(adapter, args)

@@ -11,15 +11,30 @@ from __future__ import annotations
 import os
 
 import procrastinate
+import psycopg
 
 SCHEMA = "procrastinate_bench"
 TASK_NAME = "bench_noop"
+WRITE_TASK_NAME = "bench_write"
 SEARCH_PATH = f"-c search_path={SCHEMA}"
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/bench_peers"
 
 
 async def noop() -> None:
     """The benchmarked task: does nothing."""
+
+
+_effects: list[psycopg.AsyncConnection] = []
+
+
+async def write(context: procrastinate.JobContext) -> None:
+    """The durable-effect task: one row into bench_effects, in its own (autocommit) transaction —
+    procrastinate runs a task outside the transaction that settles its job."""
+    if not _effects:
+        dsn = os.environ.get("BENCH_PEERS_DSN", DEFAULT_DSN)
+        _effects.append(await psycopg.AsyncConnection.connect(dsn, autocommit=True))
+    job_id = context.job.id if context.job is not None else None
+    await _effects[0].execute("INSERT INTO public.bench_effects (job_id) VALUES (%s)", (str(job_id),))
 
 
 def make_app(dsn: str, application_name: str) -> procrastinate.App:
@@ -30,6 +45,7 @@ def make_app(dsn: str, application_name: str) -> procrastinate.App:
     )
     app = procrastinate.App(connector=connector)
     app.task(name=TASK_NAME)(noop)
+    app.task(name=WRITE_TASK_NAME, pass_context=True)(write)
     return app
 
 

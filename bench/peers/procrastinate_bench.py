@@ -14,7 +14,7 @@ import sys
 
 import common
 import psycopg
-from procrastinate_app import SCHEMA, SEARCH_PATH, TASK_NAME, make_app
+from procrastinate_app import SCHEMA, SEARCH_PATH, TASK_NAME, WRITE_TASK_NAME, make_app
 from psycopg import sql
 from psycopg.abc import Query
 
@@ -35,10 +35,11 @@ class ProcrastinateAdapter:
         f"schema '{SCHEMA}' each run; done = status 'succeeded' in procrastinate_jobs."
     )
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, handler: str = "noop") -> None:
         self.dsn = dsn
+        self.handler = handler
         self.app = make_app(dsn, "bench_peers_procrastinate_main")
-        self.task = self.app.tasks[TASK_NAME]
+        self.task = self.app.tasks[WRITE_TASK_NAME if handler == "write" else TASK_NAME]
         self.conn: psycopg.AsyncConnection | None = None
 
     async def open(self) -> None:
@@ -60,12 +61,14 @@ class ProcrastinateAdapter:
         await self._fetch_row(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(schema))
         await self._fetch_row(sql.SQL("CREATE SCHEMA {}").format(schema))
         await self.app.schema_manager.apply_schema_async()
+        await self._fetch_row(common.EFFECTS_DDL)
         common.log(f"procrastinate schema applied in '{SCHEMA}'")
 
     async def clear(self) -> None:
         await self._fetch_row(
             "TRUNCATE procrastinate_events, procrastinate_periodic_defers, procrastinate_jobs"
         )
+        await self._fetch_row("TRUNCATE public.bench_effects")
 
     async def enqueue_one(self) -> None:
         await self.task.defer_async()
@@ -80,6 +83,9 @@ class ProcrastinateAdapter:
                       count(*) FILTER (WHERE status NOT IN ('todo', 'doing', 'succeeded'))
                FROM procrastinate_jobs"""
         )
+        if self.handler == "write":  # done: its row is written as well
+            (written,) = await self._fetch_row("SELECT count(*) FROM public.bench_effects")
+            succeeded = min(succeeded, written)
         return common.Progress(pending=pending, succeeded=succeeded, failed=failed)
 
     async def analyze(self) -> None:
@@ -111,7 +117,7 @@ class ProcrastinateAdapter:
 async def main() -> None:
     args = common.parse_args("Benchmark procrastinate enqueue / drain / end-to-end throughput.")
     common.ensure_database(args.dsn)
-    adapter = ProcrastinateAdapter(args.dsn)
+    adapter = ProcrastinateAdapter(args.dsn, args.handler)
     await adapter.open()
     try:
         figures = await common.run_benchmark(adapter, args)

@@ -1,0 +1,1 @@
+"""The benchmark harness: systems run side by side, rounds interleaved, medians with spread."""
