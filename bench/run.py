@@ -116,7 +116,9 @@ def measure(steps: Sequence[Step], rounds: int) -> dict[str, list[Run]]:
         shift = (r * max(1, len(steps) // rounds)) % len(steps)
         for step in [*steps[shift:], *steps[:shift]]:
             say(f"round {r + 1}/{rounds}: {step.key}")
-            found[step.key].append(step.run())
+            run = step.run()
+            found[step.key].append(run)
+            say(f"  → {run}")
     return found
 
 
@@ -131,7 +133,7 @@ def throughput(
 
 
 def compare(source: Figure, name: str, top: str, bottom: str, target: float) -> Figure:
-    made = Figure(name, "×", {top: source.values[top], bottom: source.values[bottom]}, (top, bottom))
+    made = Figure(name, source.unit, {top: source.values[top], bottom: source.values[bottom]}, (top, bottom))
     made.target = at_least(target, f"≥ {target:g}×")
     return made
 

@@ -124,7 +124,10 @@ def save(results: Path, figures: list[Figure], meta: dict[str, Any], *, partial:
     body = [header, "", *table(figures), "", "Notes:", "", *notes]
     (results / "latest.md").write_text("\n".join(body) + "\n")
     (results / "readme_table.md").write_text("\n".join(table(figures)) + "\n")
-    chart(results / "latest.png", [f for f in figures if f.unit == "jobs/s" and len(f.values) > 1])
+    chart(
+        results / "latest.png",
+        [f for f in figures if f.unit == "jobs/s" and len(f.values) > 1 and "÷" not in f.name],
+    )
     return results / "latest.json"
 
 
