@@ -85,9 +85,16 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
             )
             return {"error": str(exc)}
 
-    @app.task(name=names.MEM_TREE_DRAIN, shared=False)
-    def mem_tree_drain(kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
-        results = services_for(app).mem_tree.drain_batch(parse_kinds(kinds), drain_limit(limit))
+    @app.task(name=names.MEM_TREE_DRAIN, shared=False, bind=True)
+    def mem_tree_drain(task: Task, kinds: Sequence[str], limit: int = 100) -> dict[str, Any]:
+        # Batches until one comes back short (no due row left behind); after a minute of a
+        # backlog that keeps growing, a new drain message of the same queue carries on.
+        results, emptied = services_for(app).mem_tree.drain_until_empty(
+            parse_kinds(kinds), drain_limit(limit)
+        )
+        if not emptied:
+            queue = (task.request.delivery_info or {}).get("routing_key") or names.DEFAULT
+            task.apply_async(kwargs={"kinds": list(kinds), "limit": limit}, queue=queue)
         return drain_result(results)
 
     @app.task(name=names.DECAY_RUN, shared=False)

@@ -657,3 +657,19 @@ def test_a_handler_that_writes_commits_its_write_with_the_settle_and_a_fenced_on
     with engine.connect() as conn:
         written = conn.execute(text("SELECT job_id FROM effects")).scalars().all()
     assert written == [kept], "the fenced handler's write rolled back with its settle"
+
+
+def test_a_drain_leaves_no_due_row_behind_and_says_when_it_stopped_early(
+    engine: Engine, jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    """A drain message is not tied to rows: another claim may take rows of its burst. Draining
+    until a batch comes back short leaves none of them waiting for a message already spent."""
+    registry = HandlerRegistry.default().override(JobKind.SEAL, lambda ctx, payload: None)
+    runner = make_runner(engine, jobs, clock, registry=registry)
+    ids = enqueue_all(jobs, [seal_job(f"burst{i}", 0) for i in range(25)])
+    results, emptied = runner.drain_until_empty([JobKind.SEAL], 10)
+    assert emptied and len(results) == 25, "three batches: 10, 10, 5"
+    assert {row.status for row in (jobs.get(i) for i in ids) if row} == {JobStatus.DONE}
+    enqueue_all(jobs, [seal_job(f"more{i}", 0) for i in range(25)])
+    results, emptied = runner.drain_until_empty([JobKind.SEAL], 10, seconds=0)
+    assert not emptied and len(results) == 10, "out of time after one full batch: a new message carries on"

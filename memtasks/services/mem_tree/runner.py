@@ -11,6 +11,7 @@ settle them in one transaction. ``run_next`` and ``drain`` take the most urgent 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.tree_repo import TreeStore
 
 log = logging.getLogger("memtasks.mem_tree")
+
+DRAIN_SECONDS = 60.0
+"""How long one drain message keeps claiming batches before it hands on to a new message."""
 
 
 @dataclass(slots=True)
@@ -138,6 +142,28 @@ class MemTreeRunner:
             results = self.transactions.run_batch(jobs)
         self._publish(tuple(f for result in results for f in result.followups))
         return results
+
+    def drain_until_empty(
+        self, kinds: Sequence[JobKind], limit: int, *, seconds: float = DRAIN_SECONDS
+    ) -> tuple[list[RunResult], bool]:
+        """Drain batches of ``limit`` until one comes back short (no due row of ``kinds`` was
+        left unclaimed), or ``seconds`` have passed; returns the results and whether it
+        emptied the backlog.
+
+        A drain message is not tied to rows: another drain, or a run message's claim, may take
+        rows of its burst and leave others of that burst behind — rows whose message was
+        already sent, so the dispatch sweep leaves them alone for a while. Draining until a
+        claim comes back short leaves no due row behind.
+        """
+        results: list[RunResult] = []
+        deadline = time.monotonic() + seconds
+        while True:
+            batch = self.drain_batch(kinds, limit)
+            results += batch
+            if len(batch) < limit:
+                return results, True
+            if time.monotonic() >= deadline:
+                return results, False
 
     # ── claimed jobs ─────────────────────────────────────────────────────────
 
