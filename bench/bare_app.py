@@ -1,5 +1,6 @@
-"""The baseline: a bare Celery app on memtasks' worker settings (JSON, late acks, one
-prefetch, task events as memtasks' workers send them: off unless ``MEMTASKS_TASK_EVENTS``).
+"""The baseline: a bare Celery app on memtasks' worker settings (JSON, late acks, the same
+messages reserved per process, task events as memtasks' workers send them: off unless
+``MEMTASKS_TASK_EVENTS``).
 
 ``bench.noop`` does nothing; ``bench.write`` inserts one row into ``bench_effects``
 (autocommit, on a connection of the process). The chunked tasks carry many jobs in one
@@ -15,6 +16,8 @@ from typing import Any
 
 from celery import Celery
 
+from memtasks.worker.conf import PREFETCH
+
 app = Celery("bare", broker=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11"))
 app.conf.update(
     task_serializer="json",
@@ -22,7 +25,7 @@ app.conf.update(
     task_ignore_result=True,
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
+    worker_prefetch_multiplier=int(os.environ.get("MEMTASKS_WORKER_PREFETCH", PREFETCH)),
     worker_send_task_events=os.environ.get("MEMTASKS_TASK_EVENTS", "false").lower() in {"1", "true", "yes"},
     task_default_queue="bare",
 )

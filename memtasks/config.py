@@ -115,6 +115,13 @@ class Settings(BaseSettings):
     dispatch_batch: int = Field(default=1000, ge=1, le=MAX_BATCH)
     visibility_timeout_s: PositiveSeconds = 3600.0
     worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1, le=2**31 - 1)
+    worker_prefetch: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000,
+        description="messages each worker process reserves ahead; default 4, or 1 when the text"
+        " models call an LLM (a job that takes minutes would hold the reserved messages back)",
+    )
     beat_intervals: dict[str, PositiveSeconds] = Field(default_factory=dict)
 
     breaker_threshold: int = Field(default=3, ge=1, le=10_000)

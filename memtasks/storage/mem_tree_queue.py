@@ -31,7 +31,7 @@ from memtasks.domain.jobs import (
 )
 from memtasks.domain.wire import lookup_id
 from memtasks.storage.queue import MEM_TREE, LeasedQueue, QueueAdmin, QueueConfig
-from memtasks.storage.rows import time_ordered_uuid
+from memtasks.storage.rows import time_ordered_ids
 
 log = logging.getLogger("memtasks.queue")
 
@@ -134,29 +134,31 @@ class MemTreeJobs(LeasedQueue[Job]):
         if not jobs:
             return []
         now = self.clock()
-        rows = [self._new_row(job, now, published) for job in jobs]
-        inserted = self.insert(rows, conn=conn)
+        kinds: dict[object, JobKind] = {}
+        rows = []
+        for job, uid in zip(jobs, time_ordered_ids(len(jobs)), strict=True):
+            kind = kinds.get(job.kind) or kinds.setdefault(job.kind, JobKind.parse(str(job.kind)))
+            due = now if job.available_at_ms is None else job.available_at_ms
+            rows.append(
+                {
+                    "id": f"job:{uid}",
+                    "kind": kind.value,
+                    "priority": kind.priority,
+                    "payload_json": job.payload_json,
+                    "dedupe_key": job.dedupe_key,
+                    "max_attempts": job.max_attempts or self._default_max_attempts(kind),
+                    "available_at_ms": due,
+                    "dispatched_at_ms": now if published and due <= now else None,
+                }
+            )
+        new = {"status": JobStatus.READY.value, "attempts": 0, "created_at_ms": now}
+        inserted = self.insert(rows, conn=conn, shared=new)
         return [row["id"] if row["id"] in inserted else None for row in rows]
 
-    def _new_row(self, job: NewJob, now: int, published: bool) -> dict[str, Any]:
-        kind = JobKind.parse(str(job.kind))
-        default_max = (
-            REEMBED_BACKFILL_MAX_ATTEMPTS if kind is JobKind.REEMBED_BACKFILL else self.config.max_attempts
-        )
-        due = now if job.available_at_ms is None else job.available_at_ms
-        return {
-            "id": f"job:{time_ordered_uuid()}",
-            "kind": kind.value,
-            "priority": kind.priority,
-            "payload_json": job.payload_json,
-            "dedupe_key": job.dedupe_key,
-            "status": JobStatus.READY.value,
-            "attempts": 0,
-            "max_attempts": job.max_attempts or default_max,
-            "available_at_ms": due,
-            "created_at_ms": now,
-            "dispatched_at_ms": now if published and due <= now else None,
-        }
+    def _default_max_attempts(self, kind: JobKind) -> int:
+        if kind is JobKind.REEMBED_BACKFILL:
+            return REEMBED_BACKFILL_MAX_ATTEMPTS
+        return self.config.max_attempts
 
     # ── claim, with the row's own checks ─────────────────────────────────────
 

@@ -34,6 +34,20 @@ def time_ordered_uuid() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+def time_ordered_ids(count: int) -> list[str]:
+    """``count`` UUIDv7 strings (as :func:`time_ordered_uuid` gives), made together: one clock
+    read and one read of random bytes for the lot — the per-id cost of a batched enqueue."""
+    head = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | 0x7 << 76 | 0x2 << 62
+    random = os.urandom(10 * count)
+    ids = []
+    for i in range(count):
+        value = int.from_bytes(random[10 * i : 10 * i + 10])
+        value = head | (value >> 68 & 0xFFF) << 64 | value & (1 << 62) - 1
+        h = f"{value:032x}"
+        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return ids
+
+
 @contextmanager
 def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
     """Use the caller's connection (its transaction, its commit) or a new transaction."""

@@ -20,8 +20,9 @@ from memtasks.worker.routing import MAX_PRIORITY
 
 def celery_conf(settings: Settings) -> dict[str, Any]:
     """JSON only (pickle refused both ways), late acks with ``reject_on_worker_lost`` (a killed
-    worker's message comes back), one message prefetched per process, a memory ceiling per
-    child, priorities 0–9 on every queue, publishes that fail fast."""
+    worker's message comes back), a few messages reserved per process (see
+    :func:`prefetch_of`), a memory ceiling per child, priorities 0–9 on every queue,
+    publishes that fail fast."""
     return {
         "task_serializer": "json",
         "result_serializer": "json",
@@ -31,7 +32,7 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        "worker_prefetch_multiplier": prefetch_of(settings),
         # A malformed message is discarded with a log line instead of stopping the worker.
         "worker_consumer": "memtasks.worker.consumer:GuardedConsumer",
         "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
@@ -68,6 +69,25 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
     }
 
 
+PREFETCH = 4
+"""Messages a worker process reserves ahead when nothing says otherwise. While a process
+runs a job, the worker's main process already holds the next message, so fetching and
+acknowledging messages overlaps the jobs (one per process: a job's process waited about as
+long for its next message as it spent on the job)."""
+PREFETCH_WITH_LLM = 1
+"""With an LLM behind the text models a job can take minutes; messages reserved behind it
+would wait that long while other workers are idle."""
+
+
+def prefetch_of(settings: Settings) -> int:
+    """``MEMTASKS_WORKER_PREFETCH`` when set, else :data:`PREFETCH` (:data:`PREFETCH_WITH_LLM`
+    when the text models call an LLM). A reserved message claims no row: another worker
+    takes the job when it is redispatched, and the late message finds it gone."""
+    if settings.worker_prefetch is not None:
+        return settings.worker_prefetch
+    return PREFETCH_WITH_LLM if settings.tree_uses_llm else PREFETCH
+
+
 def client_app(settings: Settings) -> Celery:
     """A Celery app that only publishes (a producer's): memtasks' broker configuration, no tasks."""
     app = Celery("memtasks-client", broker=settings.broker_url, set_as_current=False)
@@ -75,4 +95,4 @@ def client_app(settings: Settings) -> Celery:
     return app
 
 
-__all__ = ["celery_conf", "client_app"]
+__all__ = ["PREFETCH", "celery_conf", "client_app", "prefetch_of"]

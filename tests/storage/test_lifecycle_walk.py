@@ -52,6 +52,7 @@ def _cancel(q: Subject, job_id: str, _: Lease, __: FrozenClock) -> object:
 CALLS: dict[str, Call] = {
     "claim by id": lambda q, i, _l, _c: q.queue.claim_by_id(i),
     "claim a batch": lambda q, _i, _l, _c: q.queue.claim_batch(10),
+    "claim the next": lambda q, _i, _l, _c: q.queue.claim_batch(1),
     "heartbeat": lambda q, _i, lease, _c: q.queue.heartbeat(lease),
     "settle done": lambda q, _i, lease, _c: q.queue.settle_done(lease),
     "settle done, many": lambda q, _i, lease, _c: q.queue.settle_done_many([lease]),

@@ -41,4 +41,27 @@ def test_batch_statements_are_never_prepared_while_one_row_ones_are(pg_schema: s
         prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
     assert any("lease_token = %" in s or "lease_token = $" in s for s in prepared), prepared
     assert not any("unnest" in s for s in prepared), "settle_done_many was prepared"
-    assert not any("SKIP LOCKED" in s for s in prepared), "claim_batch was prepared"
+    claims = [s for s in prepared if "SKIP LOCKED" in s]
+    assert claims and all("LIMIT 1 " in s for s in claims), "claim_batch was prepared"
+
+
+def test_a_claim_commits_without_waiting_for_the_flush_and_a_settle_waits(pg_schema: str) -> None:
+    """The claim's own transaction turns ``synchronous_commit`` off; nothing else does."""
+    engine = get_engine(pg_schema, EngineOptions(pool_size=1))
+    upgrade(engine)
+    built = statements(MEM_TREE, "postgresql")
+    unflushed = {s.name for s in built.all() if "synchronous_commit" in s.sql}
+    assert unflushed == {"claim_by_id", "claim_batch", "claim_next"}
+    jobs = MemTreeJobs(engine)
+    jobs.enqueue_many([NewJob(JobKind.SEAL, {"tree_id": "t", "level": 0})])
+    params = {"now": None, "limit": 1, "kinds": None, "lease_ms": 60_000, "token": "t" * 32}
+    with engine.begin() as conn:  # the setting lasts to the end of the transaction it ran in
+        conn.exec_driver_sql(built.claim_next.sql, params).all()
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with engine.begin() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    job = jobs.claim_next()
+    assert job is None  # claimed above; committed
+    with engine.connect() as conn:
+        running = conn.execute(text("SELECT count(*) FROM mem_tree_jobs WHERE status = 'running'")).scalar()
+    assert running == 1

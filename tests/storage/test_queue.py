@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import insert, select, update
@@ -10,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS, FrozenClock
+from memtasks.domain.dedupe import REEMBED_BACKFILL_MAX_ATTEMPTS
 from memtasks.domain.errors import JobNotFound, MalformedPayload, UnknownJobKind
 from memtasks.domain.jobs import FailureClass, JobKind, JobStatus, Lease, NewJob
 from memtasks.storage.mem_tree_queue import MemTreeJobs
@@ -192,38 +194,62 @@ def test_enqueue_many_writes_what_enqueue_writes_across_insert_chunks(
     with jobs.engine.connect() as conn:
         stored = {r.id: r for r in conn.execute(select(mem_tree_jobs))}
     assert len(stored) == sum(i is not None for i in ids)
-    reference = MemTreeJobs(jobs.engine, clock=clock)
     for made, job_id in zip(new, ids, strict=True):
         if job_id is None:
             continue
-        row = stored[job_id]
-        expected = reference._new_row(made, clock(), published=True)
-        due = expected["available_at_ms"] <= clock()
+        row, kind = stored[job_id], JobKind(made.kind)
+        available = clock() if made.available_at_ms is None else made.available_at_ms
+        default_max = (
+            REEMBED_BACKFILL_MAX_ATTEMPTS if kind is JobKind.REEMBED_BACKFILL else jobs.config.max_attempts
+        )
         assert (row.kind, row.priority, row.payload_json, row.dedupe_key, row.status) == (
-            expected["kind"],
-            expected["priority"],
-            expected["payload_json"],
-            expected["dedupe_key"],
+            kind.value,
+            kind.priority,
+            made.payload_json,
+            made.dedupe_key,
             "ready",
         )
-        assert (row.attempts, row.max_attempts, row.available_at_ms, row.created_at_ms) == (
+        assert (
+            row.attempts,
+            row.max_attempts,
+            row.available_at_ms,
+            row.created_at_ms,
+            row.updated_at_ms,
+        ) == (
             0,
-            expected["max_attempts"],
-            expected["available_at_ms"],
+            made.max_attempts or default_max,
+            available,
+            clock(),
             clock(),
         )
-        assert row.dispatched_at_ms == (clock() if due else None)
+        assert row.dispatched_at_ms == (clock() if available <= clock() else None)
+        assert UUID(job_id.removeprefix("job:")).version == 7
 
 
-def test_the_postgresql_batch_insert_names_every_new_row_column_and_the_dedupe_predicate() -> None:
-    probe = MemTreeJobs.__new__(MemTreeJobs)
-    probe.config = QueueConfig()
-    columns = tuple(probe._new_row(NewJob(JobKind.SEAL, {}), 0, published=False))
-    stmt = Inserter(MEM_TREE)._statement("postgresql", columns)
+def test_the_postgresql_batch_insert_names_every_new_row_column_and_the_dedupe_predicate(
+    jobs: MemTreeJobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: dict[str, tuple[str, ...]] = {}
+
+    def capture(self: Inserter, engine: Any, rows: Any, conn: Any, shared: Any = None) -> set[str]:
+        sent.update(columns=tuple(rows[0]), shared=tuple(shared or {}))
+        return set()
+
+    monkeypatch.setattr(Inserter, "insert", capture)
+    jobs.enqueue_many([NewJob(JobKind.SEAL, {"tree_id": "t", "level": 0})])
+    columns, shared = sent["columns"], sent["shared"]
+    assert set(columns) | set(shared) >= {
+        *("id", "kind", "priority", "payload_json", "dedupe_key", "status", "attempts"),
+        *("max_attempts", "available_at_ms", "created_at_ms", "updated_at_ms", "dispatched_at_ms"),
+    }
+    assert {"status", "attempts", "created_at_ms", "updated_at_ms"} <= set(shared), "sent once, not per row"
+    stmt = Inserter(MEM_TREE)._statement("postgresql", columns, shared)
     sql = str(stmt.compile(dialect=postgresql.dialect()))
     assert ACTIVE_WHERE in sql, "ON CONFLICT must infer the partial unique dedupe index"
     for name in columns:
         assert f"unnest(%({name})s::" in sql, name
+    for name in shared:
+        assert f"%({name})s" in sql and f"unnest(%({name})s" not in sql, name
 
 
 def test_fifty_concurrent_enqueues_one_active_row(jobs: MemTreeJobs) -> None:

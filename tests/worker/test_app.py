@@ -15,14 +15,23 @@ from memtasks.worker.routing import message_priority, queue_for
 pytestmark = pytest.mark.unit
 
 
-def test_the_app_is_json_only_with_late_acks_and_one_prefetch() -> None:
+def test_the_app_is_json_only_with_late_acks_and_a_few_messages_reserved() -> None:
     conf = create_app(load_settings()).conf
     assert conf.accept_content == ["json"] and conf.task_serializer == "json"
     assert conf.result_accept_content == ["json"]
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
-    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_prefetch_multiplier == 4
     assert conf.worker_max_memory_per_child == 512_000
     assert {q.name for q in conf.task_queues} == set(names.QUEUES)
+
+
+def test_a_fleet_whose_text_models_call_an_llm_reserves_one_message_unless_told() -> None:
+    assert create_app(load_settings(tree_uses_llm=True)).conf.worker_prefetch_multiplier == 1
+    told = load_settings(tree_uses_llm=True, worker_prefetch=3)
+    assert create_app(told).conf.worker_prefetch_multiplier == 3
+    assert create_app(load_settings(worker_prefetch=1)).conf.worker_prefetch_multiplier == 1
+    with pytest.raises(ConfigurationError, match="MEMTASKS_WORKER_PREFETCH"):
+        load_settings(worker_prefetch=0)
 
 
 def test_every_task_name_is_registered() -> None:

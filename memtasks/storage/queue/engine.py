@@ -115,18 +115,30 @@ class LeasedQueue(Generic[R]):
 
     # ── enqueue ──────────────────────────────────────────────────────────────
 
-    def insert(self, rows: Sequence[dict[str, Any]], *, conn: Connection | None = None) -> set[str]:
+    def insert(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        conn: Connection | None = None,
+        shared: Mapping[str, Any] | None = None,
+    ) -> set[str]:
         """Insert new ready rows (their ids set by the adapter) in one statement per chunk;
-        the ids that were inserted (a row whose dedupe key an active row holds is not)."""
+        the ids that were inserted (a row whose dedupe key an active row holds is not).
+
+        ``shared``: values every row takes (sent once). A row's creation time, its
+        ``updated_at_ms`` and its due time default to the clock's now."""
         if not rows:
             return set()
         now = self.clock()
+        common = {"updated_at_ms": now, **(shared or {})}
+        if "created_at_ms" not in rows[0]:
+            common.setdefault("created_at_ms", now)
+        if self.table.due not in rows[0] and self.table.due not in common:
+            common[self.table.due] = now
         for row in rows:
-            row.setdefault("created_at_ms", now)
-            row["updated_at_ms"] = now
-            if row.get(self.table.due) is None:
+            if self.table.due in row and row[self.table.due] is None:
                 row[self.table.due] = now
-        return self._inserter.insert(self.engine, rows, conn)
+        return self._inserter.insert(self.engine, rows, conn, common)
 
     # ── claim ────────────────────────────────────────────────────────────────
 
@@ -156,7 +168,8 @@ class LeasedQueue(Generic[R]):
             "lease_ms": self.config.lease_ms if lease_ms is None else lease_ms,
             "token": new_token(),
         }
-        rows = self._run(self.sql.claim_batch, params).rows
+        statement = self.sql.claim_next if limit == 1 else self.sql.claim_batch
+        rows = self._run(statement, params).rows
         rows.sort(key=lambda r: (r["priority"], r[self.table.due]))
         return [self.decode(row) for row in rows]
 

@@ -4,15 +4,16 @@ PostgreSQL gets one ``INSERT … SELECT unnest(array), unnest(array) …`` per c
 travels as a single array parameter, so the statement and its plan are the same for any
 number of rows (a multi-row VALUES list would cost a fresh compilation with a parameter per
 value). Arrays travel in psycopg's binary format (``%(name)b``): the text format quotes and escapes
-each element in Python, which cost more than the insert itself. SQLite takes the rows as one
-executemany. Where the table has a dedupe key, a row
+each element in Python, which cost more than the insert itself. A value every row shares (the
+state of a new row, its creation time) travels once, as a scalar. SQLite takes the rows as
+one executemany. Where the table has a dedupe key, a row
 whose key an active row holds is skipped (``ON CONFLICT … DO NOTHING``) and its id is not
 returned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import ARRAY, Connection, Engine, Insert, bindparam, func, select, text
@@ -29,22 +30,24 @@ UNNEST_CHUNK = 10_000
 class Inserter:
     def __init__(self, table: QueueTable) -> None:
         self.table = table
-        self._built: dict[tuple[str, tuple[str, ...]], Insert] = {}
-        self._compiled: dict[tuple[str, ...], str] = {}
+        self._built: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Insert] = {}
+        self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
-    def _statement(self, dialect: str, columns: tuple[str, ...]) -> Insert:
-        key = (dialect, columns)
+    def _statement(self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...] = ()) -> Insert:
+        key = (dialect, columns, shared)
         stmt = self._built.get(key)
         if stmt is None:
-            stmt = self._built[key] = self._build(dialect, columns)
+            stmt = self._built[key] = self._build(dialect, columns, shared)
         return stmt
 
-    def _build(self, dialect: str, columns: tuple[str, ...]) -> Insert:
+    def _build(self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...]) -> Insert:
         t = self.table.table
         if dialect == "postgresql":
             # psycopg's dialect renders each typed parameter with its cast: unnest(%(id)s::VARCHAR(64)[])
             arrays = [func.unnest(bindparam(name, type_=ARRAY(t.c[name].type))) for name in columns]
-            stmt: Any = postgresql.insert(t).from_select([t.c[name] for name in columns], select(*arrays))
+            scalars = [bindparam(name, type_=t.c[name].type) for name in shared]
+            targets = [t.c[name] for name in (*columns, *shared)]
+            stmt: Any = postgresql.insert(t).from_select(targets, select(*arrays, *scalars))
         else:
             stmt = sqlite.insert(t)
         if self.table.dedupe is not None and self.table.dedupe_where is not None:
@@ -54,25 +57,35 @@ class Inserter:
         result: Insert = stmt.returning(t.c.id)
         return result
 
-    def _postgresql_sql(self, engine: Engine, columns: tuple[str, ...]) -> str:
+    def _postgresql_sql(self, engine: Engine, columns: tuple[str, ...], shared: tuple[str, ...]) -> str:
         """The statement compiled once to the driver's SQL (SQLAlchemy would compile it anew
         each time: its cache does not take this statement)."""
-        sql = self._compiled.get(columns)
+        sql = self._compiled.get((columns, shared))
         if sql is None:
-            sql = str(self._statement("postgresql", columns).compile(dialect=engine.dialect))
+            sql = str(self._statement("postgresql", columns, shared).compile(dialect=engine.dialect))
             for name in columns:  # arrays travel in binary: no quoting and escaping per element
                 sql = sql.replace(f"%({name})s", f"%({name})b")
-            self._compiled[columns] = sql
+            self._compiled[(columns, shared)] = sql
         return sql
 
-    def insert(self, engine: Engine, rows: Sequence[dict[str, Any]], conn: Connection | None) -> set[str]:
-        columns = tuple(rows[0])
+    def insert(
+        self,
+        engine: Engine,
+        rows: Sequence[dict[str, Any]],
+        conn: Connection | None,
+        shared: Mapping[str, Any] | None = None,
+    ) -> set[str]:
+        """Insert ``rows`` (every row with the same keys), each also taking the values of
+        ``shared``; the ids inserted."""
+        columns, common = tuple(rows[0]), dict(shared or {})
         if engine.dialect.name != "postgresql":
             with transaction(engine, conn) as c:
-                return {r[0] for r in c.execute(self._statement("sqlite", columns), list(rows))}
-        sql, executor = self._postgresql_sql(engine, columns), Executor(engine)
+                whole = [{**row, **common} for row in rows] if common else list(rows)
+                return {r[0] for r in c.execute(self._statement("sqlite", tuple(whole[0])), whole)}
+        sql, executor = self._postgresql_sql(engine, columns, tuple(common)), Executor(engine)
         parts = [
-            {name: [row[name] for row in part] for name in columns} for part in chunks(rows, UNNEST_CHUNK)
+            {**common, **{name: [row[name] for row in part] for name in columns}}
+            for part in chunks(rows, UNNEST_CHUNK)
         ]
         if conn is None and len(parts) == 1:  # one statement: its own transaction, one round trip
             return {r["id"] for r in executor.run(sql, parts[0]).rows}

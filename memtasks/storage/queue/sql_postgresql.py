@@ -15,6 +15,13 @@ so the planner reaches each through the primary key; joined to a CTE or to ``unn
 would hash the whole table (or loop over the lease index once per row) whenever its
 statistics say few rows are running.
 
+**A claim commits without waiting for the disk.** The claims set ``synchronous_commit`` off
+for their own one-statement transaction (``set_config(…, true)`` in the ``n`` CTE): a claim a
+database crash loses leaves its row ready, as if it had never been claimed, and the job runs
+again — what a crash between claim and settle does anyway. A settle still waits for the
+flush, and it flushes the claim's record written before it, so no settle outlives its claim.
+The claims always run on their own, never inside a caller's transaction.
+
 **One clock: the database's.** ``now`` is ``clock_timestamp()`` in Unix milliseconds, read
 once per statement (the ``n`` CTE); a test may bind ``%(now)s`` to freeze it instead.
 """
@@ -26,8 +33,15 @@ NOW = (
     " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now)"
 )
 
+NOW_UNFLUSHED = (
+    "WITH n AS (SELECT COALESCE(CAST(%(now)s AS BIGINT),"
+    " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now,"
+    " set_config('synchronous_commit', 'off', true) AS unflushed)"
+)
+"""``NOW``, and this statement's transaction commits without waiting for the WAL flush."""
+
 CLAIM_BY_ID = (
-    NOW + " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
+    NOW_UNFLUSHED + " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
     " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
     " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
     " FROM n WHERE j.id = %(id)s AND j.{status} = '{ready}' AND j.{due} <= n.now + %(early_ms)s"
@@ -36,7 +50,7 @@ CLAIM_BY_ID = (
 )
 
 CLAIM_BATCH = (
-    NOW + ", picked AS MATERIALIZED (SELECT j.id FROM {table} AS j, n"
+    NOW_UNFLUSHED + ", picked AS MATERIALIZED (SELECT j.id FROM {table} AS j, n"
     " WHERE j.{status} = '{ready}' AND j.{due} <= n.now AND {claimable} AND {unattended}"
     " AND (CAST(%(kinds)s AS text[]) IS NULL OR j.kind = ANY(CAST(%(kinds)s AS text[])))"
     " ORDER BY j.priority, j.{due} LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
@@ -45,6 +59,10 @@ CLAIM_BATCH = (
     " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
     " FROM n WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked)) RETURNING j.*"
 )
+
+CLAIM_NEXT = CLAIM_BATCH.replace("LIMIT %(limit)s", "LIMIT 1")
+"""The claim of one row: a plan that never changes, so it is prepared (``CLAIM_BATCH`` is
+planned per call for its limit)."""
 
 HEARTBEAT = (
     NOW + " UPDATE {table} AS j SET locked_until_ms = n.now + %(lease_ms)s, heartbeat_at_ms = n.now"

@@ -32,6 +32,8 @@ CLAIM_BATCH = (
     " ORDER BY j.priority, j.{due} LIMIT :limit) RETURNING *"
 )
 
+CLAIM_NEXT = CLAIM_BATCH.replace("LIMIT :limit", "LIMIT 1")
+
 _FENCE = " WHERE id = :id AND lease_token = :token AND {status} = '{running}'"
 _FENCE_MANY = (
     " WHERE (id, lease_token) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')"

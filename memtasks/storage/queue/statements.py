@@ -21,6 +21,7 @@ R, U, D, F, C = Phase.READY, Phase.RUNNING, Phase.DONE, Phase.FAILED, Phase.CANC
 MOVES: dict[str, frozenset[tuple[Phase, Phase]]] = {
     "CLAIM_BY_ID": frozenset({(R, U)}),
     "CLAIM_BATCH": frozenset({(R, U)}),
+    "CLAIM_NEXT": frozenset({(R, U)}),
     "HEARTBEAT": frozenset(),
     "SETTLE_DONE": frozenset({(U, D)}),
     "SETTLE_DONE_MANY": frozenset({(U, D)}),
@@ -68,6 +69,7 @@ class Statements:
 
     claim_by_id: Statement
     claim_batch: Statement
+    claim_next: Statement
     heartbeat: Statement
     settle_done: Statement
     settle_done_many: Statement
