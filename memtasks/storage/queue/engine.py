@@ -130,11 +130,10 @@ class LeasedQueue(Generic[R]):
         if not rows:
             return set()
         now = self.clock()
-        common = {"updated_at_ms": now, **(shared or {})}
-        if "created_at_ms" not in rows[0]:
-            common.setdefault("created_at_ms", now)
-        if self.table.due not in rows[0] and self.table.due not in common:
-            common[self.table.due] = now
+        common = dict(shared or {})
+        for column in ("created_at_ms", "updated_at_ms", self.table.due):
+            if column not in rows[0] and column not in common:
+                common[column] = now
         for row in rows:
             if self.table.due in row and row[self.table.due] is None:
                 row[self.table.due] = now

@@ -33,11 +33,7 @@ NOW = (
     " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now)"
 )
 
-NOW_UNFLUSHED = (
-    "WITH n AS (SELECT COALESCE(CAST(%(now)s AS BIGINT),"
-    " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now,"
-    " set_config('synchronous_commit', 'off', true) AS unflushed)"
-)
+NOW_UNFLUSHED = NOW.removesuffix(")") + ", set_config('synchronous_commit', 'off', true) AS unflushed)"
 """``NOW``, and this statement's transaction commits without waiting for the WAL flush."""
 
 CLAIM_BY_ID = (
