@@ -151,7 +151,7 @@ class MemTreeJobs(LeasedQueue[Job]):
                     "dispatched_at_ms": now if published and due <= now else None,
                 }
             )
-        new = {"status": JobStatus.READY.value, "attempts": 0, "created_at_ms": now}
+        new = {"status": JobStatus.READY.value, "attempts": 0, "created_at_ms": now, "updated_at_ms": now}
         inserted = self.insert(rows, conn=conn, shared=new)
         return [row["id"] if row["id"] in inserted else None for row in rows]
 
