@@ -28,15 +28,12 @@ def time_ordered_uuid() -> uuid.UUID:
     Ids made one after another sort one after another, so new rows land at the right edge
     of the primary-key index instead of on a random page each.
     """
-    value = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | int.from_bytes(os.urandom(10))
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 4122 variant
-    return uuid.UUID(int=value)
+    return uuid.UUID(time_ordered_ids(1)[0])
 
 
 def time_ordered_ids(count: int) -> list[str]:
-    """``count`` UUIDv7 strings (as :func:`time_ordered_uuid` gives), made together: one clock
-    read and one read of random bytes for the lot — the per-id cost of a batched enqueue."""
+    """``count`` UUIDv7 strings (see :func:`time_ordered_uuid`), made together: one clock read
+    and one read of random bytes for the lot — the per-id cost of a batched enqueue."""
     head = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | 0x7 << 76 | 0x2 << 62
     random = os.urandom(10 * count)
     ids = []
