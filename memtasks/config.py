@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,8 +11,11 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memtasks.domain.decay import MAX_CREATED_BY_CHARS, check_created_by
 from memtasks.domain.errors import ConfigurationError
+from memtasks.domain.errors import ValidationError as DomainValidationError
 from memtasks.domain.masking import mask_url
+from memtasks.domain.queues import QUEUES
 from memtasks.domain.sweeps import SWEEP_NAMES
 from memtasks.domain.urls import check_broker_url, check_redis_url
 
@@ -23,6 +28,41 @@ URL_FIELDS = frozenset({"database_url", "broker_url", "lock_redis_url"})
 
 def default_data_dir() -> Path:
     return Path.cwd() / ".memtasks"
+
+
+def check_queue_list(value: str) -> str:
+    """Comma-separated queue names, each one of :data:`~memtasks.domain.queues.QUEUES`, none
+    twice; returned without spaces (``"critical, default"`` → ``"critical,default"``)."""
+    names = [name.strip() for name in value.split(",")]
+    valid = ", ".join(QUEUES)
+    if not any(names):
+        raise ValueError(f"names no queue (comma-separated, each one of {valid})")
+    unknown = [name for name in names if name not in QUEUES]
+    if unknown:
+        shown = ", ".join(repr(name)[:60] for name in unknown[:5])
+        raise ValueError(f"unknown queue {shown} (comma-separated, each one of {valid})")
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"names {', '.join(twice)} twice")
+    return ",".join(names)
+
+
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+
+
+def check_listen_address(value: str) -> str:
+    """An address to listen on: an IPv4 or IPv6 address (``0.0.0.0``: every interface) or a
+    host name (``localhost``)."""
+    try:
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        pass
+    name = value.removesuffix(".")
+    if 0 < len(name) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in name.split(".")):
+        return value
+    raise ValueError(
+        f"{value[:60]!r} is neither an IP address nor a host name (e.g. 127.0.0.1, 0.0.0.0, ::, localhost)"
+    )
 
 
 MAX_COUNT = 1_000_000_000
@@ -122,6 +162,27 @@ class Settings(BaseSettings):
         description="messages each worker process reserves ahead; default 4, or 1 when the text"
         " models call an LLM (a job that takes minutes would hold the reserved messages back)",
     )
+    worker_queues: str = Field(
+        default=",".join(QUEUES),
+        description="the queues `memtasks worker` consumes: comma-separated names of memtasks' queues",
+    )
+    worker_concurrency: int | None = Field(
+        default=None, ge=1, le=1_000, description="pool processes of `memtasks worker`; default: Celery's"
+    )
+    metrics_port: int = Field(default=9808, ge=1, le=65_535, description="port of `memtasks metrics`")
+    metrics_address: str = Field(
+        default="127.0.0.1", description="address `memtasks metrics` listens on: an IP or a host name"
+    )
+    flower_port: int = Field(
+        default=5555, ge=1, le=65_535, description="port of `memtasks flower` and of the demo's Flower"
+    )
+    flower_allow_unauthenticated: bool = Field(
+        default=False,
+        description="`memtasks flower` starts beyond loopback without authentication",
+    )
+    operator: str | None = Field(
+        default=None, description="who asks for the decay jobs `memtasks enqueue decay` creates"
+    )
     beat_intervals: dict[str, PositiveSeconds] = Field(default_factory=dict)
 
     breaker_threshold: int = Field(default=3, ge=1, le=10_000)
@@ -145,6 +206,28 @@ class Settings(BaseSettings):
             shown = ", ".join(repr(name)[:60] for name in unknown[:5])
             raise ValueError(f"names unknown sweeps: {shown} (known: {', '.join(sorted(SWEEP_NAMES))})")
         return value
+
+    @field_validator("worker_queues")
+    @classmethod
+    def _worker_queues(cls, value: str) -> str:
+        return check_queue_list(value)
+
+    @field_validator("metrics_address")
+    @classmethod
+    def _metrics_address(cls, value: str) -> str:
+        return check_listen_address(value)
+
+    @field_validator("operator")
+    @classmethod
+    def _operator(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_created_by(value)
+        except DomainValidationError as exc:
+            detail = str(exc).removeprefix("created_by ")
+            limit = f"(a non-blank name of at most {MAX_CREATED_BY_CHARS} characters)"
+            raise ValueError(f"{detail} {limit}") from None
 
     @field_validator("sqlite_journal_mode")
     @classmethod
@@ -181,10 +264,22 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(
             f"MEMTASKS_{'_'.join(str(p) if str(p).isidentifier() else repr(p) for p in err['loc']).upper()}: "
-            f"{err['msg']}"
+            f"{err['msg']}{_valid_range(err['loc'])}"
             for err in exc.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from None
     if settings.backoff_cap_s < settings.backoff_base_s:
         raise ConfigurationError("invalid settings: MEMTASKS_BACKOFF_CAP_S must be ≥ MEMTASKS_BACKOFF_BASE_S")
     return settings
+
+
+def _valid_range(loc: tuple[int | str, ...]) -> str:
+    """`` (valid: 1 to 65535)`` for a field bounded on both sides; empty otherwise."""
+    field = Settings.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+    if field is None:
+        return ""
+    low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
+    high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
+    if low is None or high is None:
+        return ""
+    return f" (valid: {low} to {high})"

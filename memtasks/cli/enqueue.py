@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from memtasks.cli.common import fail, out, state
+from memtasks.cli.fleet import from_settings
 from memtasks.domain.clock import SECOND_MS
 from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.domain.jobs import JobKind, NewJob
@@ -52,7 +53,9 @@ def decay(
     ctx: typer.Context,
     kind: str = typer.Argument(..., help=", ".join(k.value for k in DecayKind)),
     source_ids: list[str] = typer.Argument(..., help="the memories or episodes to compress"),
-    created_by: str = typer.Option(..., "--created-by", envvar="MEMTASKS_OPERATOR", help="who asks for it"),
+    created_by: str = typer.Option(
+        None, "--created-by", callback=from_settings("operator", required=True), help="who asks for it"
+    ),
     method: str = typer.Option(SummaryMethod.DETERMINISTIC_CONCATENATE.value, "--method"),
 ) -> None:
     """Enqueue one decay job (an LLM-summary job then waits for `memtasks decay run`)."""

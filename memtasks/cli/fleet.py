@@ -11,11 +11,13 @@ import ipaddress
 import os
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import typer
 
 from memtasks.cli.common import err, out, state
+from memtasks.config import check_listen_address, check_queue_list
 from memtasks.worker.names import QUEUES
 
 CELERY = [sys.executable, "-m", "celery", "-A", "memtasks.worker.app"]
@@ -28,17 +30,69 @@ def _exec(argv: list[str]) -> None:
     os.execv(argv[0], argv)  # noqa: S606 - becomes the celery process, arguments as a list
 
 
+def from_settings(field: str, *, required: bool = False) -> Callable[..., Any]:
+    """An option's callback: the value given on the command line, else the setting ``field``
+    (``MEMTASKS_<FIELD>``, read and checked with every other setting: a bad one is one line);
+    ``required``: neither is a usage error."""
+
+    def resolve(ctx: typer.Context, value: Any) -> Any:
+        if value is not None or ctx.resilient_parsing:
+            return value
+        found = getattr(state(ctx).settings, field)
+        if found is None and required:
+            raise typer.BadParameter(f"required: give it, or set MEMTASKS_{field.upper()}")
+        return found
+
+    return resolve
+
+
+def checked_by(check: Callable[[str], str], field: str) -> Callable[..., Any]:
+    """:func:`from_settings`, and a value given on the command line checked as the setting is
+    (a bad one is a usage error)."""
+    default = from_settings(field)
+
+    def resolve(ctx: typer.Context, value: str | None) -> Any:
+        if value is None:
+            return default(ctx, value)
+        try:
+            return check(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    return resolve
+
+
+def worker_argv(queues: str, concurrency: int | None, extra: Sequence[str] = ()) -> list[str]:
+    """The ``celery worker`` command ``memtasks worker`` becomes."""
+    argv = [*CELERY, "worker", "-Q", queues, "--without-mingle", "--without-gossip"]
+    if concurrency is not None:
+        argv += ["-c", str(concurrency)]
+    return argv + list(extra)
+
+
 def worker(
     ctx: typer.Context,
-    queues: str = typer.Option(",".join(QUEUES), "--queues", "-Q", envvar="MEMTASKS_WORKER_QUEUES"),
-    concurrency: int | None = typer.Option(None, "--concurrency", "-c", envvar="MEMTASKS_WORKER_CONCURRENCY"),
+    queues: str = typer.Option(
+        None,
+        "--queues",
+        "-Q",
+        callback=checked_by(check_queue_list, "worker_queues"),
+        help=f"comma-separated, each one of {', '.join(QUEUES)}"
+        " (default: MEMTASKS_WORKER_QUEUES, else every queue)",
+    ),
+    concurrency: int | None = typer.Option(
+        None,
+        "--concurrency",
+        "-c",
+        min=1,
+        max=1000,
+        callback=from_settings("worker_concurrency"),
+        help="pool processes (default: MEMTASKS_WORKER_CONCURRENCY, else Celery's: the CPU count)",
+    ),
 ) -> None:
     """celery worker on memtasks' queues (extra arguments go to celery)."""
     state(ctx).settings  # fail early, in one line, on bad settings  # noqa: B018
-    argv = [*CELERY, "worker", "-Q", queues, "--without-mingle", "--without-gossip"]
-    if concurrency:
-        argv += ["-c", str(concurrency)]
-    _exec(argv + list(ctx.args))
+    _exec(worker_argv(queues, concurrency, ctx.args))
 
 
 def beat(ctx: typer.Context) -> None:
@@ -47,17 +101,28 @@ def beat(ctx: typer.Context) -> None:
     _exec([*CELERY, "beat", *ctx.args])
 
 
+def flower_argv(args: Sequence[str], env: Mapping[str, str], port: int) -> list[str]:
+    """The ``celery flower`` command ``memtasks flower`` becomes: ``args``, and ``--port=PORT``
+    (``MEMTASKS_FLOWER_PORT``) unless they or ``FLOWER_PORT`` name a port."""
+    argv = [*CELERY, "flower", *args]
+    if flower_option(args, env, "port") is None:
+        argv.append(f"--port={port}")
+    return argv
+
+
 def flower(
     ctx: typer.Context,
     allow_unauthenticated: bool = typer.Option(
-        False,
+        None,
         "--allow-unauthenticated",
-        envvar="MEMTASKS_FLOWER_ALLOW_UNAUTHENTICATED",
+        callback=from_settings("flower_allow_unauthenticated"),
         help="start even when Flower would listen beyond loopback without auth "
-        "(auth set in a Flower config file, or a network you trust)",
+        "(auth set in a Flower config file, or a network you trust; "
+        "default: MEMTASKS_FLOWER_ALLOW_UNAUTHENTICATED, else false)",
     ),
 ) -> None:
-    """Flower on the memtasks app (extra arguments go to flower, e.g. --port=5555).
+    """Flower on the memtasks app, on MEMTASKS_FLOWER_PORT (extra arguments go to flower, e.g.
+    --port=5555).
 
     Refuses to listen beyond loopback without authentication: FLOWER_BASIC_AUTH=user:password
     (or --basic-auth), or OAuth (--auth with --auth_provider).
@@ -69,8 +134,7 @@ def flower(
     if problem is not None and not allow_unauthenticated:
         err.print(f"error: {problem} — {FLOWER_AUTH_HINT}", markup=False)
         raise typer.Exit(2)
-    state(ctx).settings  # noqa: B018
-    _exec([*CELERY, "flower", *ctx.args])
+    _exec(flower_argv(ctx.args, os.environ, state(ctx).settings.flower_port))
 
 
 UNAUTHENTICATED = "Flower would listen on"
@@ -136,8 +200,20 @@ def flower_auth_problem(args: Sequence[str], env: Mapping[str, str]) -> str | No
 
 def metrics(
     ctx: typer.Context,
-    port: int = typer.Option(9808, "--port", envvar="MEMTASKS_METRICS_PORT"),
-    address: str = typer.Option("127.0.0.1", "--address", envvar="MEMTASKS_METRICS_ADDRESS"),
+    port: int = typer.Option(
+        None,
+        "--port",
+        min=1,
+        max=65535,
+        callback=from_settings("metrics_port"),
+        help="default: MEMTASKS_METRICS_PORT, else 9808",
+    ),
+    address: str = typer.Option(
+        None,
+        "--address",
+        callback=checked_by(check_listen_address, "metrics_address"),
+        help="default: MEMTASKS_METRICS_ADDRESS, else 127.0.0.1",
+    ),
 ) -> None:
     """Serve the SQL queue gauges for Prometheus at http://ADDRESS:PORT/metrics."""
     from prometheus_client import CollectorRegistry, start_http_server

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from memtasks.domain import queues
 from memtasks.domain.sweeps import SWEEP_TASKS
 
 # ── jobs ─────────────────────────────────────────────────────────────────────
@@ -44,9 +45,10 @@ SWEEPS: Final = SWEEP_TASKS
 """Sweep name (the key of its beat entry, its lock and its ``sweeps`` row) → task name."""
 
 # ── queues ───────────────────────────────────────────────────────────────────
-CRITICAL: Final = "critical"
-DEFAULT: Final = "default"
-BULK: Final = "bulk"
-LLM: Final = "llm"
-MAINTENANCE: Final = "maintenance"
-QUEUES: Final = (CRITICAL, DEFAULT, BULK, LLM, MAINTENANCE)
+# The one list is memtasks.domain.queues (the settings check MEMTASKS_WORKER_QUEUES against it).
+CRITICAL: Final = queues.CRITICAL
+DEFAULT: Final = queues.DEFAULT
+BULK: Final = queues.BULK
+LLM: Final = queues.LLM
+MAINTENANCE: Final = queues.MAINTENANCE
+QUEUES: Final = queues.QUEUES
