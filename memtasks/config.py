@@ -273,13 +273,17 @@ def load_settings(**overrides: object) -> Settings:
     return settings
 
 
-def _valid_range(loc: tuple[int | str, ...]) -> str:
-    """`` (valid: 1 to 65535)`` for a field bounded on both sides; empty otherwise."""
-    field = Settings.model_fields.get(str(loc[0])) if len(loc) == 1 else None
+def field_bounds(name: str) -> tuple[Any, Any] | None:
+    """(lowest, highest) allowed value of the setting ``name`` when it is bounded on both sides."""
+    field = Settings.model_fields.get(name)
     if field is None:
-        return ""
+        return None
     low = next((m.ge for m in field.metadata if getattr(m, "ge", None) is not None), None)
     high = next((m.le for m in field.metadata if getattr(m, "le", None) is not None), None)
-    if low is None or high is None:
-        return ""
-    return f" (valid: {low} to {high})"
+    return None if low is None or high is None else (low, high)
+
+
+def _valid_range(loc: tuple[int | str, ...]) -> str:
+    """`` (valid: 1 to 65535)`` for a field bounded on both sides; empty otherwise."""
+    bounds = field_bounds(str(loc[0])) if len(loc) == 1 else None
+    return "" if bounds is None else f" (valid: {bounds[0]} to {bounds[1]})"

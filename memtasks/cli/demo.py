@@ -5,13 +5,17 @@ from __future__ import annotations
 import typer
 
 from memtasks.cli.common import out
+from memtasks.cli.fleet import from_settings
 
 
 def demo(
     quick: bool = typer.Option(False, "--quick", help="a smaller workload"),
     keep: bool = typer.Option(False, "--keep", help="keep the fleet running with Flower until Ctrl-C"),
-    flower_port: int | None = typer.Option(
-        None, "--flower-port", min=1, max=65535, help="default: MEMTASKS_FLOWER_PORT, else 5555"
+    flower_port: int = typer.Option(
+        None,
+        "--flower-port",
+        callback=from_settings("flower_port"),
+        help="default: MEMTASKS_FLOWER_PORT, else 5555",
     ),
     timeout_s: float = typer.Option(300.0, "--timeout", min=10, help="seconds to wait for every job"),
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from memtasks.cli.common import err, out, state
-from memtasks.config import check_listen_address, check_queue_list
+from memtasks.config import check_listen_address, check_queue_list, field_bounds
 from memtasks.worker.names import QUEUES
 
 CELERY = [sys.executable, "-m", "celery", "-A", "memtasks.worker.app"]
@@ -31,12 +31,18 @@ def _exec(argv: list[str]) -> None:
 
 
 def from_settings(field: str, *, required: bool = False) -> Callable[..., Any]:
-    """An option's callback: the value given on the command line, else the setting ``field``
-    (``MEMTASKS_<FIELD>``, read and checked with every other setting: a bad one is one line);
-    ``required``: neither is a usage error."""
+    """An option's callback: the value given on the command line (within the setting's bounds),
+    else the setting ``field`` (``MEMTASKS_<FIELD>``, read and checked with every other setting:
+    a bad one is one line); ``required``: neither is a usage error."""
+
+    bounds = field_bounds(field)
 
     def resolve(ctx: typer.Context, value: Any) -> Any:
-        if value is not None or ctx.resilient_parsing:
+        if ctx.resilient_parsing:
+            return value
+        if value is not None:
+            if bounds is not None and not bounds[0] <= value <= bounds[1]:
+                raise typer.BadParameter(f"{value} is not in the valid range {bounds[0]} to {bounds[1]}")
             return value
         found = getattr(state(ctx).settings, field)
         if found is None and required:
@@ -84,8 +90,6 @@ def worker(
         None,
         "--concurrency",
         "-c",
-        min=1,
-        max=1000,
         callback=from_settings("worker_concurrency"),
         help="pool processes (default: MEMTASKS_WORKER_CONCURRENCY, else Celery's: the CPU count)",
     ),
@@ -203,8 +207,6 @@ def metrics(
     port: int = typer.Option(
         None,
         "--port",
-        min=1,
-        max=65535,
         callback=from_settings("metrics_port"),
         help="default: MEMTASKS_METRICS_PORT, else 9808",
     ),

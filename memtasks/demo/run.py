@@ -49,8 +49,7 @@ DEMO_SETTINGS = {
 class DemoOptions:
     quick: bool = False
     keep: bool = False
-    flower_port: int | None = None
-    """None: ``MEMTASKS_FLOWER_PORT``."""
+    flower_port: int = 5555
     timeout_s: float = 300.0
 
 
@@ -93,9 +92,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         for name, queues, concurrency in WORKER_GROUPS:
             fleet.start_worker(name, queues, concurrency)
         fleet.start_beat()
-        flower_port = options.flower_port or settings.flower_port
         if options.keep:
-            fleet.start_flower(flower_port)
+            fleet.start_flower(options.flower_port)
         fleet.wait_ready()
         console.print(
             f"fleet: {len(WORKER_GROUPS)} workers ({', '.join(q for _, q, _ in WORKER_GROUPS)}) and beat; "
@@ -105,7 +103,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         status = _drive(settings, engine, run_id, options, console)
         if options.keep:
             console.print(
-                f"the fleet keeps running: Flower at http://127.0.0.1:{flower_port} — Ctrl-C stops it"
+                f"the fleet keeps running: Flower at http://127.0.0.1:{options.flower_port} — Ctrl-C stops it"
             )
             while all(p.poll() is None for p in fleet.processes.values()):
                 time.sleep(1)
