@@ -54,6 +54,19 @@ def test_the_main_job_starts_its_own_redis_reports_and_stops_everything(tmp_path
     assert report["jobs"]["extract_chunk"] == {"done": 160}
     assert report["decay_jobs"] == {"completed": 5}
     assert report["consolidation"]["ran"] >= 1 and report["consolidation"]["outcomes_pruned"] > 0
-    assert report["retrieval_failures"]["stored"] == 100
+    failures = report["retrieval_failures"]
+    assert failures["stored"] == 100
+    # The agent logs at a pace its logger holds: nothing dropped or lost, so nothing to explain.
+    assert (failures["logged"], failures["written_by_logger"], failures["dropped"], failures["lost"]) == (
+        100,
+        100,
+        0,
+        0,
+    )
+    assert failures["note"] is None
+    assert (
+        "retrieval failures: 100 logged by the agent, 100 stored (100 sent by the logger, 0 dropped, 0 lost)"
+        in (done.stdout)
+    )
     assert report["summaries_by_level"]["1"] >= 20
     assert processes_mentioning(str(tmp_path)) == [], "a process of the run is still alive"

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from memtasks.config import Settings
+from memtasks.services.retrieval_failures import LoggerStats
 from memtasks.storage.memory_tables import (
     consolidation_runs,
     mem_tree_buffer_items,
@@ -93,8 +95,29 @@ def trees_settled(engine: Engine, run_id: str) -> bool:
     return len(roots) == trees and all(n == 1 for _, n in roots) and buffered == trees
 
 
+def retrieval_note(stats: LoggerStats, settings: Settings) -> str | None:
+    """Why some logged retrieval failures were not stored, and what avoids it; None when all were."""
+    reasons = []
+    if stats.dropped:
+        reasons.append(
+            f"{stats.dropped} dropped: logged while the logger's queue was full (it holds "
+            f"MEMTASKS_RETRIEVAL_FAILURE_CAPACITY={settings.retrieval_failure_capacity} records waiting; "
+            f"its writer sends MEMTASKS_RETRIEVAL_FAILURE_BATCH_SIZE={settings.retrieval_failure_batch_size}"
+            " at a time, at least every MEMTASKS_RETRIEVAL_FAILURE_FLUSH_INTERVAL_S="
+            f"{settings.retrieval_failure_flush_interval_s:g} s). The logger drops rather than slow the "
+            "recall path down: a larger capacity holds a larger burst, a larger batch empties the queue "
+            "sooner"
+        )
+    if stats.lost:
+        reasons.append(
+            f"{stats.lost} lost: their batches could not be sent (the broker refused them after the "
+            "retries) or were still queued when the logger shut down: see the warning in the log"
+        )
+    return "; ".join(reasons) or None
+
+
 def build_report(
-    engine: Engine, run_id: str, since_ms: int, logger_counts: tuple[int, int]
+    engine: Engine, run_id: str, since_ms: int, logger: LoggerStats, settings: Settings
 ) -> dict[str, Any]:
     t = mem_tree_jobs
     like = f"{run_id}-%"
@@ -126,7 +149,6 @@ def build_report(
     for kind, ms in latencies:
         per_kind.setdefault(kind, []).append(int(ms))
     ran = [r for r in runs if r.outcome == "ran"]
-    written, dropped = logger_counts
     return {
         "run_id": run_id,
         "jobs": jobs,
@@ -143,7 +165,14 @@ def build_report(
             "outcomes_pruned": sum(r.outcomes_pruned for r in ran),
         },
         "summaries_by_level": {int(level): int(count) for level, count in sorted(levels)},
-        "retrieval_failures": {"stored": int(stored), "written_by_logger": written, "dropped": dropped},
+        "retrieval_failures": {
+            "logged": logger.logged,
+            "stored": int(stored),
+            "written_by_logger": logger.written,
+            "dropped": logger.dropped,
+            "lost": logger.lost,
+            "note": retrieval_note(logger, settings),
+        },
     }
 
 

@@ -129,7 +129,7 @@ def _drive(settings: Settings, engine: Any, run_id: str, options: DemoOptions, c
         workload.seed_agent_data(engine, system_clock, run_id, sizes, seeded)
         workload.enqueue_tree_work(engine, producer, run_id, sizes, seeded)
         workload.enqueue_decay_work(engine, producer, run_id, sizes, seeded)
-        logger_counts = workload.log_retrieval_failures(producer, sizes, run_id)
+        logger_stats = workload.log_retrieval_failures(producer.retrieval_failure_logger(), sizes, run_id)
         console.print(
             f"agent: {sizes.conversations} conversations, {seeded.chunks} memory-tree chunks, "
             f"{len(seeded.decay_jobs)} decay jobs, {sizes.retrieval_failures} retrieval failures"
@@ -137,7 +137,7 @@ def _drive(settings: Settings, engine: Any, run_id: str, options: DemoOptions, c
         settled = _watch(engine, settings, producer, run_id, seeded, options, console)
     finally:
         producer.close()
-    report = reports.build_report(engine, run_id, started, logger_counts)
+    report = reports.build_report(engine, run_id, started, logger_stats, settings)
     report["elapsed_s"] = round((system_clock() - started) / 1000, 1)
     report["settled"] = settled
     _print_report(report, console)
@@ -227,7 +227,9 @@ def _print_report(report: dict[str, Any], console: Console) -> None:
     console.print(f"decay jobs: {report['decay_jobs']}")
     r = report["retrieval_failures"]
     console.print(
-        f"retrieval failures: {r['stored']} stored "
-        f"({r['written_by_logger']} sent by the logger, {r['dropped']} dropped)"
+        f"retrieval failures: {r['logged']} logged by the agent, {r['stored']} stored "
+        f"({r['written_by_logger']} sent by the logger, {r['dropped']} dropped, {r['lost']} lost)"
     )
+    if r["note"]:
+        console.print(f"  {r['note']}", markup=False)
     console.print(f"settled: {report['settled']} in {report['elapsed_s']} s")

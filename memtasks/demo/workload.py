@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, insert
@@ -12,6 +13,7 @@ from memtasks.domain.decay import DecayKind, DecaySpec
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.domain.tree import extract_chunk_job, seal_document_job
 from memtasks.producer import Producer
+from memtasks.services.retrieval_failures import LoggerStats, RetrievalFailureLogger
 from memtasks.storage.memory_repo import MemoryStore
 from memtasks.storage.memory_tables import conversations, messages, outcomes
 from memtasks.storage.tree_repo import NewChunk, TreeStore
@@ -146,23 +148,41 @@ def enqueue_decay_work(engine: Engine, producer: Producer, run_id: str, sizes: S
         seeded.decay_jobs.append(producer.enqueue_decay(spec, created_by=f"demo {run_id}"))
 
 
-def log_retrieval_failures(producer: Producer, sizes: Sizes, run_id: str) -> tuple[int, int]:
-    """Log failures through the non-blocking logger (Celery sink); (written, dropped)."""
+FAILED_RECALLS_PER_TURN = (1, 6)
+"""Failed recalls of one agent turn (fewest, most): a turn recalls a few times, some miss."""
+TURN_GAP_S = 0.01
+"""The time between two turns of the synthetic agent. A real agent recalls between model calls
+(hundreds of milliseconds apart); the demo compresses that a hundredfold, and still logs a
+turn's failures far apart from the next turn's, as a running agent does."""
+
+
+def log_retrieval_failures(logger: RetrievalFailureLogger, sizes: Sizes, run_id: str) -> LoggerStats:
+    """The agent's failed recalls, logged as they happen: a few per turn, turn after turn,
+    through the non-blocking logger; the logger is shut down (what it queued is sent) and its
+    counters returned.
+
+    Logged in one instant, 500 failures would overflow the logger's queue
+    (``MEMTASKS_RETRIEVAL_FAILURE_CAPACITY``, 256) before its writer sent the first batches,
+    and the overflow would be dropped: that is the logger protecting the recall path, not how
+    an agent logs."""
     rng = random.Random(f"{run_id}-failures")
-    logger = producer.retrieval_failure_logger()
-    for i in range(sizes.retrieval_failures):
-        logger.log(
-            RetrievalFailure.new(
-                rng.choice(("no_hit", "low_confidence", "timeout")),
-                rng.choice(("vector", "graph", "keyword")),
-                f"what did we say about {rng.choice(TOPICS)}? ({i})",
-                conversation_id=f"{run_id}-conv{i % 10}",
-                latency_ms=rng.randrange(5, 900),
-                result_count=rng.randrange(0, 4),
-                top_score=round(rng.random(), 3),
-                confidence_threshold=0.6,
+    low, high = FAILED_RECALLS_PER_TURN
+    logged = 0
+    while logged < sizes.retrieval_failures:
+        for _ in range(min(rng.randint(low, high), sizes.retrieval_failures - logged)):
+            logger.log(
+                RetrievalFailure.new(
+                    rng.choice(("no_hit", "low_confidence", "timeout")),
+                    rng.choice(("vector", "graph", "keyword")),
+                    f"what did we say about {rng.choice(TOPICS)}? ({logged})",
+                    conversation_id=f"{run_id}-conv{logged % 10}",
+                    latency_ms=rng.randrange(5, 900),
+                    result_count=rng.randrange(0, 4),
+                    top_score=round(rng.random(), 3),
+                    confidence_threshold=0.6,
+                )
             )
-        )
+            logged += 1
+        time.sleep(TURN_GAP_S)  # the agent's next turn
     logger.shutdown(timeout=30)
-    stats = logger.stats()
-    return stats.written, stats.dropped + stats.lost
+    return logger.stats()
