@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from memtasks.config import Settings, load_settings
+from memtasks.config import Settings, check_queue_list, load_settings
 from memtasks.worker import names
 
 try:
@@ -50,7 +50,39 @@ CHART = DEPLOY / "helm" / "memtasks"
 QUEUES = {"critical", "default", "bulk", "llm", "maintenance"}
 CELERY_APP = "memtasks.worker.app"
 CELERY_SUBCOMMANDS = {"worker", "beat", "flower"}
-MEMTASKS_COMMANDS = {("db", "upgrade"), ("db", "current"), ("metrics",), ("status",), ("flower",)}
+MEMTASKS_COMMANDS = {
+    ("db", "upgrade"),
+    ("db", "current"),
+    ("metrics",),
+    ("status",),
+    ("flower",),
+    ("worker",),
+}
+SET_BY_SETTINGS = {
+    "-Q": "MEMTASKS_WORKER_QUEUES",
+    "--queues": "MEMTASKS_WORKER_QUEUES",
+    "-c": "MEMTASKS_WORKER_CONCURRENCY",
+    "--concurrency": "MEMTASKS_WORKER_CONCURRENCY",
+    "--port": "MEMTASKS_FLOWER_PORT or MEMTASKS_METRICS_PORT",
+    "--address": "MEMTASKS_METRICS_ADDRESS",
+    "--allow-unauthenticated": "MEMTASKS_FLOWER_ALLOW_UNAUTHENTICATED",
+    "--created-by": "MEMTASKS_OPERATOR",
+}
+"""Options of the ``memtasks`` commands that have a setting: the deploy files set the variable
+instead, so that one name configures a thing wherever it runs."""
+OTHER_PROGRAMS_VARIABLES = {
+    "FLOWER_BASIC_AUTH": "Flower",
+    "FLOWER_ADDRESS": "Flower",
+    "POSTGRES_USER": "the postgres image",
+    "POSTGRES_PASSWORD": "the postgres image",
+    "POSTGRES_DB": "the postgres image",
+    "PYTHONDONTWRITEBYTECODE": "Python",
+    "PYTHONUNBUFFERED": "Python",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "pip",
+    "PIP_NO_CACHE_DIR": "pip",
+    "HOME": "the shell",
+}
+"""The variables the deploy files may set that are not memtasks settings, and whose they are."""
 DATA_DIR = "/var/lib/memtasks"
 SETTING_NAMES = {f"MEMTASKS_{name.upper()}" for name in Settings.model_fields}
 SETTING_NAME = re.compile(r"\bMEMTASKS_[A-Z0-9_]*[A-Z0-9]\b")
@@ -297,10 +329,10 @@ def test_the_minimal_yaml_reader_refuses_what_it_does_not_know() -> None:
 class Command:
     program: str
     words: tuple[str, ...]
-    queues: frozenset[str] | None  # None: not a worker, or queues given by a variable
+    queues: frozenset[str] | None  # None: not a worker, or queues given by a template or unit variable
 
 
-def check_command(argv: list[str], where: str) -> Command:
+def check_command(argv: list[str], where: str, env: dict[str, str] | None = None) -> Command:
     """The command of a process: one that exists, with known queues, as the docs say."""
     assert argv, f"{where}: empty command"
     program = Path(argv[0].lstrip("-@+!:")).name
@@ -325,10 +357,25 @@ def check_command(argv: list[str], where: str) -> Command:
             )
         return Command("celery", (sub,), queues)
     if program == "memtasks":
-        # A template expression stands for an option here (e.g. Flower's --port=…).
         words = tuple(takewhile(lambda arg: not arg.startswith("-") and arg != PLACEHOLDER, argv[1:]))
         assert words in MEMTASKS_COMMANDS, f"{where}: unknown memtasks command {words}"
-        return Command("memtasks", words, None)
+        for arg in argv[1:]:
+            option = arg.split("=", 1)[0]
+            assert option not in SET_BY_SETTINGS, (
+                f"{where}: {arg} — set {SET_BY_SETTINGS[option]} instead (the same name everywhere)"
+            )
+        queues = None
+        if words == ("worker",):
+            assert "-B" not in argv and "--beat" not in argv, f"{where}: a worker with an embedded beat"
+            value = (env or {}).get("MEMTASKS_WORKER_QUEUES")
+            if env is not None and value is None:
+                queues = frozenset(QUEUES)  # the setting's default: every queue
+            elif value is not None and "$" not in value and "%" not in value:
+                try:
+                    queues = frozenset(check_queue_list(value).split(","))
+                except ValueError as exc:
+                    raise AssertionError(f"{where}: MEMTASKS_WORKER_QUEUES={value!r}: {exc}") from None
+        return Command("memtasks", words, queues)
     raise AssertionError(f"{where}: neither celery nor memtasks: {argv}")
 
 
@@ -350,6 +397,12 @@ def test_the_command_check_fails_on_what_does_not_exist() -> None:
         "--without-gossip",
     ]
     assert check_command(ok, "ok").queues == {"critical"}
+    worker = ["memtasks", "worker", "-l", "info"]
+    assert check_command(worker, "ok", {"MEMTASKS_WORKER_QUEUES": "bulk,llm"}).queues == {"bulk", "llm"}
+    assert check_command(worker, "ok", {}).queues == QUEUES
+    assert check_command(worker, "ok").queues is None
+    with pytest.raises(AssertionError, match="unknown queue 'urgent'"):
+        check_command(worker, "bad", {"MEMTASKS_WORKER_QUEUES": "critical,urgent"})
     bad = [
         ["celery", "-A", CELERY_APP, "inspect", "ping"],
         ["celery", "-A", "memtasks.app", "worker"],
@@ -358,6 +411,11 @@ def test_the_command_check_fails_on_what_does_not_exist() -> None:
         ["memtasks", "db", "downgrade"],
         ["memtasks", "migrate"],
         ["python", "-m", "memtasks"],
+        ["memtasks", "worker", "-Q", "critical"],
+        ["memtasks", "worker", "-c", "2"],
+        ["memtasks", "worker", "-B"],
+        ["memtasks", "metrics", "--port", "9808"],
+        ["memtasks", "flower", "--port=5555"],
     ]
     for argv in bad:
         with pytest.raises(AssertionError):
@@ -381,6 +439,65 @@ def test_every_memtasks_variable_named_in_deploy_is_a_setting() -> None:
     # Each kind of artefact names the settings it deploys with.
     for part in ("compose.yaml", "Dockerfile", "systemd/memtasks.env.example", "helm/memtasks/values.yaml"):
         assert any(part in paths for paths in found.values()), f"{part} names no MEMTASKS_* variable"
+
+
+def variables_set_in_deploy() -> dict[str, set[str]]:
+    """Every environment variable the deploy files give a value → where."""
+    found: dict[str, set[str]] = {}
+
+    def add(names: object, where: str) -> None:
+        for name in names:  # type: ignore[attr-defined]
+            found.setdefault(str(name), set()).add(where)
+
+    compose = load_yaml(COMPOSE)
+    for name, service in compose["services"].items():
+        add(service.get("environment", {}), f"compose.yaml {name}")
+    add(
+        (
+            word.split("=", 1)[0]
+            for keyword, args in dockerfile_instructions()
+            if keyword == "ENV"
+            for word in args.split()
+        ),
+        "Dockerfile",
+    )
+    for path in sorted(SYSTEMD.iterdir()):
+        if path.name.endswith(".env.example"):
+            add(parse_env_file(path), f"systemd/{path.name}")
+        elif path.suffix == ".service":
+            for value in values_of(parse_unit(path), "Service", "Environment"):
+                add((word.split("=", 1)[0] for word in shlex.split(value)), f"systemd/{path.name}")
+    add(load_yaml(CHART / "values.yaml")["config"], "values.yaml config")
+    for path in sorted((CHART / "templates").iterdir()):
+        text = path.read_text()
+        add(re.findall(r"- name: ([A-Za-z_][A-Za-z0-9_]*)\n\s+value:", text), f"helm/{path.name} env")
+        if path.name in {"secret.yaml", "_helpers.tpl"}:  # stringData keys
+            add(re.findall(r"^\s*([A-Z][A-Z0-9_]*): \{\{", text, flags=re.MULTILINE), f"helm/{path.name}")
+    return found
+
+
+def test_every_variable_the_deploy_files_set_is_a_setting_or_another_programs() -> None:
+    found = variables_set_in_deploy()
+    unknown = {
+        name: sorted(where)
+        for name, where in found.items()
+        if name not in SETTING_NAMES and name not in OTHER_PROGRAMS_VARIABLES
+    }
+    assert not unknown, f"neither a memtasks setting nor a variable of another program: {unknown}"
+    # The reader sees each kind of file (a reader that found nothing would pass above).
+    for name, where in (
+        ("MEMTASKS_WORKER_QUEUES", "compose.yaml worker-critical"),
+        ("MEMTASKS_WORKER_CONCURRENCY", "Dockerfile"),
+        ("MEMTASKS_WORKER_QUEUES", "systemd/worker-bulk.env.example"),
+        ("MEMTASKS_WORKER_QUEUES", "systemd/memtasks-worker@.service"),
+        ("MEMTASKS_WORKER_QUEUES", "helm/worker-deployment.yaml env"),
+        ("MEMTASKS_FLOWER_PORT", "helm/flower-deployment.yaml env"),
+        ("MEMTASKS_METRICS_PORT", "helm/metrics-deployment.yaml env"),
+        ("MEMTASKS_DATABASE_URL", "helm/_helpers.tpl"),
+        ("FLOWER_BASIC_AUTH", "helm/secret.yaml"),
+        ("MEMTASKS_AUTO_MIGRATE", "values.yaml config"),
+    ):
+        assert where in found.get(name, set()), f"{name} not read from {where}"
 
 
 def assert_valid_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch, where: str) -> Settings:
@@ -426,7 +543,7 @@ def exec_form(args: str, keyword: str) -> list[str]:
     return argv
 
 
-def test_the_dockerfile_builds_one_non_root_image_of_the_package() -> None:
+def test_the_dockerfile_builds_one_non_root_image_of_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     instructions = dockerfile_instructions()
     keywords = [keyword for keyword, _ in instructions]
     assert keywords[0] == "FROM"
@@ -450,8 +567,10 @@ def test_the_dockerfile_builds_one_non_root_image_of_the_package() -> None:
 
     assert ("WORKDIR", "/app") in instructions
     assert ("VOLUME", DATA_DIR) in instructions
-    env = " ".join(args for keyword, args in instructions if keyword == "ENV")
-    assert f"MEMTASKS_DATA_DIR={DATA_DIR}" in env.split()
+    env = dict(
+        word.split("=", 1) for keyword, args in instructions if keyword == "ENV" for word in args.split()
+    )
+    assert env["MEMTASKS_DATA_DIR"] == DATA_DIR
 
     users = [args for keyword, args in instructions if keyword == "USER"]
     assert users, "the image runs as root"
@@ -466,8 +585,16 @@ def test_the_dockerfile_builds_one_non_root_image_of_the_package() -> None:
     cmd = [args for keyword, args in instructions if keyword == "CMD"]
     assert cmd, "no default command"
     argv = (exec_form(entrypoint[-1], "ENTRYPOINT") if entrypoint else []) + exec_form(cmd[-1], "CMD")
-    command = check_command(argv, "Dockerfile CMD")
-    assert command.words == ("worker",) and command.queues == QUEUES, "the default worker takes every queue"
+    command = check_command(argv, "Dockerfile CMD", env)
+    assert command == Command("memtasks", ("worker",), frozenset(QUEUES)), (
+        "the default worker takes every queue"
+    )
+    with monkeypatch.context() as patch:
+        for name, value in env.items():
+            if name.startswith("MEMTASKS_"):
+                assert name in SETTING_NAMES, f"Dockerfile ENV {name} is not a setting"
+                patch.setenv(name, value)
+        assert load_settings().worker_concurrency == 4, "a container's CPU count is the host's: say how many"
 
 
 # ── Compose ──────────────────────────────────────────────────────────────────
@@ -537,7 +664,11 @@ def test_compose_has_every_service_built_from_the_repository(compose: dict[str, 
 
 def test_compose_commands_exist_and_every_queue_is_consumed(compose: dict[str, Any]) -> None:
     commands = {
-        name: check_command(service["command"], f"compose {name}")
+        name: check_command(
+            service["command"],
+            f"compose {name}",
+            {k: interpolate(str(v)) for k, v in service["environment"].items()},
+        )
         for name, service in app_services(compose).items()
     }
     consumed = set()
@@ -552,6 +683,11 @@ def test_compose_commands_exist_and_every_queue_is_consumed(compose: dict[str, A
     assert commands["migrate"] == Command("memtasks", ("db", "upgrade"), None)
     assert commands["metrics"].words == ("metrics",)
     assert commands["flower"].words == ("flower",)
+    assert {name for name, command in commands.items() if command.words == ("worker",)} == {
+        "worker-critical",
+        "worker-bulk",
+        "worker-maintenance",
+    }
 
 
 def test_compose_runs_exactly_one_beat(compose: dict[str, Any]) -> None:
@@ -598,6 +734,11 @@ def test_compose_settings_are_valid_and_point_at_its_services(
             postgres["POSTGRES_PASSWORD"],
             "/" + postgres["POSTGRES_DB"],
         )
+        if name == "flower":  # the published port is the one `memtasks flower` listens on
+            assert f"{settings.flower_port}:{settings.flower_port}" in service["ports"]
+        if name == "metrics":
+            assert f"{settings.metrics_port}:{settings.metrics_port}" in service["ports"]
+            assert settings.metrics_address == "0.0.0.0", "the exporter must be reachable from outside"
     flower = services["flower"]
     assert re.fullmatch(r"[^:]+:.+", interpolate(flower["environment"]["FLOWER_BASIC_AUTH"]))
     assert "5555:5555" in flower["ports"]
@@ -700,23 +841,27 @@ def test_the_migrate_unit_is_a_oneshot_db_upgrade() -> None:
     assert command.words == ("db", "upgrade")
 
 
-def test_the_worker_template_reads_its_queues_from_its_group_file() -> None:
+def test_the_worker_template_reads_its_queues_from_its_group_file(monkeypatch: pytest.MonkeyPatch) -> None:
     unit = parse_unit(SYSTEMD / "memtasks-worker@.service")
     assert "-/etc/memtasks/worker-%i.env" in values_of(unit, "Service", "EnvironmentFile")
+    assert values_of(unit, "Service", "Environment") == [
+        "MEMTASKS_WORKER_QUEUES=%i MEMTASKS_WORKER_CONCURRENCY=2"
+    ], "without its group file, a worker consumes the queue named like the instance"
     argv = shlex.split(single(unit, "Service", "ExecStart"))
-    assert argv[argv.index("-Q") + 1] == "${QUEUES}"
-    assert argv[argv.index("-c") + 1] == "${CONCURRENCY}"
+    assert check_command(argv, "memtasks-worker@.service").words == ("worker",)
     assert "-n" in argv, "several worker groups on one host need distinct node names"
-    consumed = set()
+    consumed: set[str] = set()
     examples = sorted(SYSTEMD.glob("worker-*.env.example"))
     assert SYSTEMD / "worker-critical.env.example" in examples
     for path in examples:
         env = parse_env_file(path)
-        assert set(env) == {"QUEUES", "CONCURRENCY"}, path.name
-        queues = set(env["QUEUES"].split(","))
-        assert queues <= QUEUES, f"{path.name}: unknown queues {sorted(queues - QUEUES)}"
-        assert int(env["CONCURRENCY"]) >= 1
-        consumed |= queues
+        assert set(env) == {"MEMTASKS_WORKER_QUEUES", "MEMTASKS_WORKER_CONCURRENCY"}, path.name
+        with monkeypatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            settings = load_settings()
+        assert settings.worker_concurrency is not None and settings.worker_concurrency >= 1
+        consumed |= set(settings.worker_queues.split(","))
     assert consumed == QUEUES
 
 
@@ -725,6 +870,8 @@ def test_the_environment_examples_are_valid(monkeypatch: pytest.MonkeyPatch) -> 
     assert {"MEMTASKS_DATABASE_URL", "MEMTASKS_BROKER_URL", "MEMTASKS_LOCK_REDIS_URL"} <= set(env)
     settings = assert_valid_settings(env, monkeypatch, "memtasks.env.example")
     assert settings.data_dir == Path(DATA_DIR)
+    assert settings.metrics_address == "0.0.0.0", "the exporter must be reachable from outside"
+    assert "MEMTASKS_WORKER_QUEUES" not in env, "each worker group's file sets its queues"
     flower = parse_env_file(SYSTEMD / "flower.env.example")
     assert flower["FLOWER_BASIC_AUTH"] == "", (
         "no default password is shipped (tests/security checks the rest)"
@@ -857,8 +1004,18 @@ def test_the_chart_templates_run_existing_commands() -> None:
     assert found["migrate-job.yaml"].words == ("db", "upgrade")
     worker = template("worker-deployment.yaml")
     assert re.search(r"range \$worker := \.Values\.workers", worker), "one Deployment per workers entry"
-    assert re.search(r'"-Q", \{\{ join "," .*\$worker\.queues', worker)
-    assert "$worker.concurrency" in worker and "$worker.replicas" in worker
+    assert re.search(
+        r"- name: MEMTASKS_WORKER_QUEUES\n\s+value: \{\{ join \",\" .*\$worker\.queues", worker
+    ), "a group's queues are its MEMTASKS_WORKER_QUEUES"
+    assert re.search(r"- name: MEMTASKS_WORKER_CONCURRENCY\n\s+value: \{\{ \$worker\.concurrency", worker)
+    assert "$worker.replicas" in worker
+    assert re.search(
+        r"- name: MEMTASKS_FLOWER_PORT\n\s+value: \{\{ \.Values\.flower\.port ",
+        template("flower-deployment.yaml"),
+    )
+    metrics = template("metrics-deployment.yaml")
+    assert re.search(r"- name: MEMTASKS_METRICS_PORT\n\s+value: \{\{ \.Values\.metrics\.port ", metrics)
+    assert re.search(r'- name: MEMTASKS_METRICS_ADDRESS\n\s+value: "0\.0\.0\.0"', metrics)
 
 
 def test_the_chart_runs_one_beat_and_migrates_in_a_hook() -> None:
@@ -917,8 +1074,9 @@ def test_helm_template_renders_the_chart(tmp_path: Path, values: dict[str, Any])
     for worker in values["workers"]:
         deployment = by_name["Deployment", f"demo-memtasks-worker-{worker['name']}"]
         assert deployment["spec"]["replicas"] == worker["replicas"]
-        argv = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
-        assert check_command(argv, worker["name"]).queues == set(worker["queues"])
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        env = {entry["name"]: entry["value"] for entry in container.get("env", [])}
+        assert check_command(container["command"], worker["name"], env).queues == set(worker["queues"])
     assert by_name["Deployment", "demo-memtasks-beat"]["spec"]["replicas"] == 1
     job = by_name["Job", "demo-memtasks-migrate"]
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
