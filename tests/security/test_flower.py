@@ -71,7 +71,7 @@ def test_the_chart_requires_flower_s_basic_auth() -> None:
     deployment = (CHART / "templates" / "flower-deployment.yaml").read_text()
     command = re.search(r"^\s*command:\s*(\[.*\])\s*$", deployment, flags=re.MULTILINE)
     assert command is not None
-    assert command[1].startswith('["memtasks", "flower", ')
+    assert command[1].startswith('["memtasks", "flower"')
     assert re.search(r"- secretRef:\n\s+name: \{\{ include \"memtasks.fullname\" \. \}\}-flower", deployment)
 
 
