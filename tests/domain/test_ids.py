@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from memtasks.storage.rows import time_ordered_ids, time_ordered_uuid
+from memtasks.domain.ids import time_ordered_ids, time_ordered_uuid
 
 pytestmark = pytest.mark.unit
 
