@@ -51,6 +51,7 @@ socket.socket.connect = connect
 import kombu.transport.redis as redis_transport
 channel = redis_transport.Transport.Channel
 import memtasks.producer, memtasks.worker.app, memtasks.worker.tasks, memtasks.cli, memtasks.metrics
+import memtasks.client, memtasks.command
 import memtasks.services.fleet, memtasks.storage.queue
 assert redis_transport.Transport.Channel is channel, "kombu's Redis Channel was replaced"
 assert not read, f"environment read at import: {read}"

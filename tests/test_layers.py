@@ -26,6 +26,8 @@ LAYERS = {
     "services": 3,
     "worker": 4,
     "producer": 5,
+    "client": 5,
+    "command": 5,
     "cli": 5,
     "metrics": 5,
     "demo": 5,
@@ -35,6 +37,7 @@ MAY_ALSO = {
     ("cli", "worker"): "the CLI starts `celery` commands with the worker's queue names",
     ("metrics", "worker"): "the exporter labels queues with the worker's routing",
     ("producer", "worker"): "the producer publishes with the worker's client configuration",
+    ("client", "worker"): "the broker-only client publishes with the worker's queues, routes and task names",
 }
 
 

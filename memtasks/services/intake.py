@@ -11,6 +11,7 @@ same message whichever way it comes, before anything is written.
   JSON text that will be stored, has the shape of its kind (:func:`validate_payload`);
 - a decay job (:func:`check_decay_job`): a :class:`DecaySpec` — kind, method, source ids —,
   who asked for it and when it is due;
+- a job id a producer chose (:func:`mem_tree_job_id_from_wire`, :func:`decay_job_id_from_wire`);
 - retrieval failures (:func:`retrieval_failure_batch`): a list of at most
   :data:`MAX_RETRIEVAL_FAILURE_BATCH` records, each one a valid :class:`RetrievalFailure`.
 
@@ -33,6 +34,7 @@ from memtasks.domain.decay import (
     check_scheduled_for_ms,
 )
 from memtasks.domain.errors import ValidationError
+from memtasks.domain.ids import check_decay_job_id, check_mem_tree_job_id
 from memtasks.domain.jobs import NewJob, decode_payload
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.domain.text import shorten
@@ -80,6 +82,12 @@ def mem_tree_job_from_wire(
     return mem_tree_job(
         kind, payload, dedupe_key, available_at_ms=due_at(delay_s, now_ms), max_attempts=max_attempts
     )
+
+
+def mem_tree_job_id_from_wire(value: Any) -> str | None:
+    """The id a producer chose for its mem-tree job (``job:<uuid>``), or None when it left
+    the choice to the worker; :class:`ValidationError` naming ``job_id`` otherwise."""
+    return None if value is None else check_mem_tree_job_id(value)
 
 
 def due_at(delay_s: Any, now_ms: int) -> int | None:
@@ -132,6 +140,12 @@ def decay_job_from_wire(
 ) -> DecayRequest:
     """The decay job a ``memtasks.decay.enqueue`` message asks for (``delay_s`` from ``now_ms``)."""
     return decay_job(kind, source_ids, created_by, method, scheduled_for_ms=due_at(delay_s, now_ms))
+
+
+def decay_job_id_from_wire(value: Any) -> str | None:
+    """The id a producer chose for its decay job (``dj_<32 hex>``), or None when it left the
+    choice to the worker; :class:`ValidationError` naming ``job_id`` otherwise."""
+    return None if value is None else check_decay_job_id(value)
 
 
 def _decay_kind(value: Any) -> DecayKind:
@@ -211,9 +225,11 @@ __all__ = [
     "check_mem_tree_job",
     "decay_job",
     "decay_job_from_wire",
+    "decay_job_id_from_wire",
     "due_at",
     "mem_tree_job",
     "mem_tree_job_from_wire",
+    "mem_tree_job_id_from_wire",
     "retrieval_failure_batch",
     "wire_batches",
 ]

@@ -29,9 +29,10 @@ from memtasks.domain.decay import (
     failure_reason,
 )
 from memtasks.domain.errors import ValidationError
+from memtasks.domain.ids import check_decay_job_id, new_decay_job_id
 from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.storage.queue import DECAY, FailureOutcome, LeasedQueue, QueueAdmin, QueueConfig
-from memtasks.storage.rows import reading, time_ordered_uuid
+from memtasks.storage.rows import reading
 from memtasks.storage.tables import decay_jobs as t
 
 log = logging.getLogger(__name__)
@@ -143,10 +144,39 @@ class DecayJobs(LeasedQueue[DecayJob]):
         published: bool = False,
     ) -> str:
         """Insert a pending job; ``published``: the caller sends its message after commit."""
+        job_id = new_decay_job_id()
+        self._insert(spec, job_id, created_by, scheduled_for_ms, conn, published, any_conflict=False)
+        return job_id
+
+    def enqueue_as(
+        self,
+        spec: DecaySpec,
+        job_id: str,
+        *,
+        created_by: str,
+        scheduled_for_ms: int | None = None,
+        published: bool = False,
+    ) -> bool:
+        """Insert a pending job under ``job_id`` (chosen by a producer that has only the
+        broker); False, writing nothing, when that id is stored already (the same message
+        delivered again)."""
+        check_decay_job_id(job_id)
+        return self._insert(spec, job_id, created_by, scheduled_for_ms, None, published, any_conflict=True)
+
+    def _insert(
+        self,
+        spec: DecaySpec,
+        job_id: str,
+        created_by: str,
+        scheduled_for_ms: int | None,
+        conn: Connection | None,
+        published: bool,
+        *,
+        any_conflict: bool,
+    ) -> bool:
         check_created_by(created_by)
         check_scheduled_for_ms(scheduled_for_ms)
         now = self.clock()
-        job_id = f"dj_{time_ordered_uuid().hex}"
         scheduled = now if scheduled_for_ms is None else scheduled_for_ms
         row: dict[str, Any] = {
             "id": job_id,
@@ -163,8 +193,7 @@ class DecayJobs(LeasedQueue[DecayJob]):
             "max_attempts": self.config.max_attempts,
             "dispatched_at_ms": now if published and scheduled <= now else None,
         }
-        self.insert([row], conn=conn)
-        return job_id
+        return bool(self.insert([row], conn=conn, any_conflict=any_conflict))
 
     # ── claims ───────────────────────────────────────────────────────────────
 

@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 
 from memtasks.domain.clock import Clock
 from memtasks.domain.dedupe import REEMBED_BACKFILL_MAX_ATTEMPTS
 from memtasks.domain.errors import MalformedPayload, UnknownJobKind, ValidationError
+from memtasks.domain.ids import check_mem_tree_job_id, mem_tree_job_ids
 from memtasks.domain.jobs import (
+    ACTIVE_STATUSES,
     REASON_MALFORMED,
     REASON_UNKNOWN_KIND,
     RETIRED_KINDS,
@@ -31,7 +33,8 @@ from memtasks.domain.jobs import (
 )
 from memtasks.domain.wire import lookup_id
 from memtasks.storage.queue import MEM_TREE, LeasedQueue, QueueAdmin, QueueConfig
-from memtasks.storage.rows import time_ordered_ids
+from memtasks.storage.rows import reading
+from memtasks.storage.tables import mem_tree_jobs
 
 log = logging.getLogger("memtasks.queue")
 
@@ -102,6 +105,25 @@ class Job:
         return decode_payload(self.payload_json)
 
 
+REASON_DUPLICATE = "deduplicated"
+"""``failure_reason`` of a job stored cancelled because its dedupe key was held."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What an enqueue under an id the producer chose did.
+
+    ``inserted``: a new ready row. Otherwise either the id was stored already (a redelivered
+    message: nothing written, ``duplicate_of`` None), or the job's dedupe key was held by the
+    active job ``duplicate_of``: the id is stored as a cancelled row that says so, so that a
+    producer looking its id up learns what became of it.
+    """
+
+    job_id: str
+    inserted: bool
+    duplicate_of: str | None = None
+
+
 class MemTreeJobs(LeasedQueue[Job]):
     """The memory-tree job queue. No Celery here."""
 
@@ -136,24 +158,76 @@ class MemTreeJobs(LeasedQueue[Job]):
         now = self.clock()
         kinds: dict[object, JobKind] = {}
         rows = []
-        for job, uid in zip(jobs, time_ordered_ids(len(jobs)), strict=True):
+        for job, job_id in zip(jobs, mem_tree_job_ids(len(jobs)), strict=True):
             kind = kinds.get(job.kind) or kinds.setdefault(job.kind, JobKind.parse(str(job.kind)))
-            due = now if job.available_at_ms is None else job.available_at_ms
-            rows.append(
-                {
-                    "id": f"job:{uid}",
-                    "kind": kind.value,
-                    "priority": kind.priority,
-                    "payload_json": job.payload_json,
-                    "dedupe_key": job.dedupe_key,
-                    "max_attempts": job.max_attempts or self._default_max_attempts(kind),
-                    "available_at_ms": due,
-                    "dispatched_at_ms": now if published and due <= now else None,
-                }
-            )
-        new = {"status": JobStatus.READY.value, "attempts": 0, "created_at_ms": now, "updated_at_ms": now}
-        inserted = self.insert(rows, conn=conn, shared=new)
+            rows.append(self._new_row(job, job_id, kind, now, published))
+        inserted = self.insert(rows, conn=conn, shared=self._new_values(now))
         return [row["id"] if row["id"] in inserted else None for row in rows]
+
+    def enqueue_as(self, job: NewJob, job_id: str, *, published: bool = False) -> Enqueued:
+        """Insert a ready job under ``job_id`` (chosen by a producer that has only the broker).
+
+        Idempotent: when ``job_id`` is stored already (the same message delivered again)
+        nothing is written. When the job's dedupe key is held by an active job, ``job_id`` is
+        stored as a cancelled row whose error names that job, so the producer's id resolves.
+        """
+        check_mem_tree_job_id(job_id)
+        kind = JobKind.parse(str(job.kind))
+        row = self._new_row(job, job_id, kind, self.clock(), published)
+        for _ in range(3):  # the holder of the key may finish between two statements
+            now = self.clock()
+            if self.insert([row], shared=self._new_values(now), any_conflict=True):
+                return Enqueued(job_id, inserted=True)
+            if self.get(job_id) is not None:
+                return Enqueued(job_id, inserted=False)
+            holder = self._holder_of(job.dedupe_key)
+            if holder is None:
+                continue
+            error = f"duplicate of {holder} (dedupe key {job.dedupe_key})"
+            cancelled = {
+                **row,
+                "status": JobStatus.CANCELLED.value,
+                "last_error": error,
+                "failure_reason": REASON_DUPLICATE,
+                "completed_at_ms": now,
+                "dispatched_at_ms": None,
+            }
+            shared = {"attempts": 0, "created_at_ms": now, "updated_at_ms": now}
+            self.insert([cancelled], shared=shared, any_conflict=True)
+            return Enqueued(job_id, inserted=False, duplicate_of=holder)
+        raise ValidationError(f"job {job_id} could be neither inserted nor found", code="job.enqueue.lost")
+
+    def _holder_of(self, dedupe_key: str | None) -> str | None:
+        """The active job that holds ``dedupe_key``, if any."""
+        if dedupe_key is None:
+            return None
+        t = mem_tree_jobs
+        stmt = (
+            select(t.c.id)
+            .where(t.c.dedupe_key == dedupe_key, t.c.status.in_(sorted(ACTIVE_STATUSES)))
+            .limit(1)
+        )
+        with reading(self.engine) as c:
+            found: str | None = c.execute(stmt).scalar()
+        return found
+
+    def _new_row(self, job: NewJob, job_id: str, kind: JobKind, now: int, published: bool) -> dict[str, Any]:
+        due = now if job.available_at_ms is None else job.available_at_ms
+        return {
+            "id": job_id,
+            "kind": kind.value,
+            "priority": kind.priority,
+            "payload_json": job.payload_json,
+            "dedupe_key": job.dedupe_key,
+            "max_attempts": job.max_attempts or self._default_max_attempts(kind),
+            "available_at_ms": due,
+            "dispatched_at_ms": now if published and due <= now else None,
+        }
+
+    @staticmethod
+    def _new_values(now: int) -> dict[str, Any]:
+        """What every new ready row holds (sent once per statement)."""
+        return {"status": JobStatus.READY.value, "attempts": 0, "created_at_ms": now, "updated_at_ms": now}
 
     def _default_max_attempts(self, kind: JobKind) -> int:
         if kind is JobKind.REEMBED_BACKFILL:
@@ -227,4 +301,4 @@ class MemTreeJobs(LeasedQueue[Job]):
         return self.admin.purge_kinds(sorted(RETIRED_KINDS))
 
 
-__all__ = ["Job", "MemTreeJobs"]
+__all__ = ["REASON_DUPLICATE", "Enqueued", "Job", "MemTreeJobs"]

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -20,29 +17,6 @@ IN_CHUNK = 500
 def new_token() -> str:
     """A random lease token."""
     return secrets.token_hex(16)
-
-
-def time_ordered_uuid() -> uuid.UUID:
-    """A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then 74 random bits.
-
-    Ids made one after another sort one after another, so new rows land at the right edge
-    of the primary-key index instead of on a random page each.
-    """
-    return uuid.UUID(time_ordered_ids(1)[0])
-
-
-def time_ordered_ids(count: int) -> list[str]:
-    """``count`` UUIDv7 strings (see :func:`time_ordered_uuid`), made together: one clock read
-    and one read of random bytes for the lot — the per-id cost of a batched enqueue."""
-    head = (time.time_ns() // 1_000_000 & (1 << 48) - 1) << 80 | 0x7 << 76 | 0x2 << 62
-    random = os.urandom(10 * count)
-    ids = []
-    for i in range(count):
-        value = int.from_bytes(random[10 * i : 10 * i + 10])
-        value = head | (value >> 68 & 0xFFF) << 64 | value & (1 << 62) - 1
-        h = f"{value:032x}"
-        ids.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return ids
 
 
 @contextmanager

@@ -16,7 +16,7 @@ from celery import Celery, signals
 
 from memtasks.config import Settings, load_settings
 from memtasks.services.sweeps import intervals
-from memtasks.worker import broker, process
+from memtasks.worker import broker, names, process
 from memtasks.worker.conf import celery_conf
 from memtasks.worker.names import MAINTENANCE, SWEEPS
 from memtasks.worker.tasks import register
@@ -40,6 +40,23 @@ def _install_broker_channel(**_: object) -> None:
     broker.install()  # a worker survives a Redis restart (see memtasks.worker.broker)
 
 
+def also_consume_celery(queues: Any) -> bool:
+    """A worker that consumes ``default`` consumes Celery's default queue ``celery`` too: a
+    ``send_task`` without ``queue=`` lands there, and its message is the only copy of its job.
+    True when ``celery`` was added (``queues``: the app's ``amqp.queues`` after ``-Q``)."""
+    consumed = queues.consume_from
+    if names.DEFAULT not in consumed or names.CELERY in consumed:
+        return False
+    queues.select_add(queues[names.CELERY])
+    return True
+
+
+def _consume_celery_queue(instance: Any = None, **_: object) -> None:
+    app = getattr(instance, "app", None)
+    if app is not None and app.conf.get("memtasks_settings") is not None:  # memtasks' apps only
+        also_consume_celery(app.amqp.queues)
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app for ``settings`` (the environment's by default), every task registered."""
     settings = settings or load_settings()
@@ -48,6 +65,10 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.memtasks_settings = settings
     register(app, process.services_for)
     signals.worker_init.connect(_install_broker_channel, weak=False, dispatch_uid="memtasks.broker")
+    # After ``-Q`` is applied (``celery worker`` only, as Celery documents this signal).
+    signals.celeryd_after_setup.connect(
+        _consume_celery_queue, weak=False, dispatch_uid="memtasks.celery_queue"
+    )
     process.connect_signals()
     return app
 
@@ -67,4 +88,4 @@ def __getattr__(name: str) -> Celery:
         return _app
 
 
-__all__ = ["beat_entries", "create_app"]
+__all__ = ["also_consume_celery", "beat_entries", "create_app"]

@@ -1,28 +1,49 @@
 """The Celery configuration memtasks runs with, as plain data from :class:`Settings`.
 
 Workers, beat and Flower get it through :func:`memtasks.worker.app.create_app`; a producer
-that only publishes gets it through :func:`client_app` — the same queues, priorities and
-serializer, no tasks registered, nothing patched.
+that only publishes gets it through :func:`client_app` (with settings) or :func:`publisher_conf`
+(with a broker URL only: :mod:`memtasks.client`) — the same queues, priorities and
+serializer, no tasks registered, nothing patched. This module imports neither the settings
+(pydantic) nor a database library: a broker-only producer imports it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from memtasks.config import Settings
 from memtasks.domain.sweeps import SWEEP_TASKS
 from memtasks.worker import names
 from memtasks.worker.routing import MAX_PRIORITY
 
+if TYPE_CHECKING:
+    from memtasks.config import Settings
 
-def celery_conf(settings: Settings) -> dict[str, Any]:
-    """JSON only (pickle refused both ways), late acks with ``reject_on_worker_lost`` (a killed
-    worker's message comes back), a few messages reserved per process (see
-    :func:`prefetch_of`), a memory ceiling per child, priorities 0–9 on every queue,
-    publishes that fail fast."""
+VISIBILITY_TIMEOUT_S = 3600.0
+"""Redis's visibility timeout for a producer that has no settings (a publisher never waits on it)."""
+PUBLISH_TIMEOUT_S = 4.0
+"""How long a producer without settings waits for the broker when it connects."""
+
+
+def task_queues() -> list[Queue]:
+    """Every queue a worker may consume, declared alike by workers and producers: memtasks'
+    queues with priorities 0–9 (``x-max-priority`` 9 on RabbitMQ), and Celery's default queue
+    ``celery`` exactly as a plain Celery producer declares it (no arguments), so a
+    ``send_task`` without ``queue=`` meets a queue that is consumed."""
+    own = [
+        Queue(q, Exchange(q, type="direct"), routing_key=q, queue_arguments={"x-max-priority": MAX_PRIORITY})
+        for q in names.QUEUES
+    ]
+    plain = Queue(names.CELERY, Exchange(names.CELERY, type="direct"), routing_key=names.CELERY)
+    return [*own, plain]
+
+
+def publisher_conf(*, visibility_timeout_s: float, publish_timeout_s: float) -> dict[str, Any]:
+    """What a process that publishes must share with the workers: JSON, the queues as they are
+    declared, the Redis priority sub-queues (their steps and separator name the Redis lists),
+    and publishes that fail fast."""
     return {
         "task_serializer": "json",
         "result_serializer": "json",
@@ -30,32 +51,19 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "event_serializer": "json",
         "task_ignore_result": True,
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": prefetch_of(settings),
-        # A malformed message is discarded with a log line instead of stopping the worker.
-        "worker_consumer": "memtasks.worker.consumer:GuardedConsumer",
-        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
-        # Events cost three broker writes per task; Flower turns them on while it watches.
-        "worker_send_task_events": settings.task_events,
-        "task_send_sent_event": settings.task_events,
         "task_default_queue": names.DEFAULT,
-        "task_queues": [
-            Queue(
-                q, Exchange(q, type="direct"), routing_key=q, queue_arguments={"x-max-priority": MAX_PRIORITY}
-            )
-            for q in names.QUEUES
-        ],
+        "task_queues": task_queues(),
         "task_routes": {task: {"queue": names.MAINTENANCE} for task in SWEEP_TASKS.values()},
-        "task_queue_max_priority": MAX_PRIORITY,
+        # No ``task_queue_max_priority``: Celery would add ``x-max-priority`` to every queue,
+        # ``celery`` included; memtasks' own queues carry it in their declaration instead.
         "task_default_priority": MAX_PRIORITY // 2,
         "broker_transport_options": {
-            "visibility_timeout": settings.visibility_timeout_s,
+            "visibility_timeout": visibility_timeout_s,
             "priority_steps": list(range(MAX_PRIORITY + 1)),
             "sep": ":",
         },
         "broker_connection_retry_on_startup": True,
-        "broker_connection_timeout": settings.publish_timeout_s,
+        "broker_connection_timeout": publish_timeout_s,
         # A publish that cannot reach the broker fails fast: the row is committed and the
         # dispatch sweep publishes it later, so waiting on the broker gains nothing.
         "task_publish_retry_policy": {
@@ -66,6 +74,29 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
         },
         "timezone": "UTC",
         "enable_utc": True,
+    }
+
+
+def celery_conf(settings: Settings) -> dict[str, Any]:
+    """:func:`publisher_conf`, and for workers: late acks with ``reject_on_worker_lost`` (a
+    killed worker's message comes back), a few messages reserved per process (see
+    :func:`prefetch_of`), a memory ceiling per child."""
+    return {
+        **publisher_conf(
+            visibility_timeout_s=settings.visibility_timeout_s, publish_timeout_s=settings.publish_timeout_s
+        ),
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # A failed job's message is acknowledged (Celery's default, said here because the
+        # FAILURE a failed job shows in Flower relies on it): its row decides when it comes back.
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": prefetch_of(settings),
+        # A malformed message is discarded with a log line instead of stopping the worker.
+        "worker_consumer": "memtasks.worker.consumer:GuardedConsumer",
+        "worker_max_memory_per_child": settings.worker_max_memory_per_child_kb,
+        # Events cost three broker writes per task; Flower turns them on while it watches.
+        "worker_send_task_events": settings.task_events,
+        "task_send_sent_event": settings.task_events,
     }
 
 
@@ -88,6 +119,15 @@ def prefetch_of(settings: Settings) -> int:
     return PREFETCH_WITH_LLM if settings.tree_uses_llm else PREFETCH
 
 
+def publisher_app(broker_url: str, *, name: str = "memtasks-client") -> Celery:
+    """A Celery app that only publishes, for a producer that has a broker URL and no settings."""
+    app = Celery(name, broker=broker_url, set_as_current=False)
+    app.conf.update(
+        publisher_conf(visibility_timeout_s=VISIBILITY_TIMEOUT_S, publish_timeout_s=PUBLISH_TIMEOUT_S)
+    )
+    return app
+
+
 def client_app(settings: Settings) -> Celery:
     """A Celery app that only publishes (a producer's): memtasks' broker configuration, no tasks."""
     app = Celery("memtasks-client", broker=settings.broker_url, set_as_current=False)
@@ -95,4 +135,12 @@ def client_app(settings: Settings) -> Celery:
     return app
 
 
-__all__ = ["PREFETCH", "celery_conf", "client_app", "prefetch_of"]
+__all__ = [
+    "PREFETCH",
+    "celery_conf",
+    "client_app",
+    "prefetch_of",
+    "publisher_app",
+    "publisher_conf",
+    "task_queues",
+]

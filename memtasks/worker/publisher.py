@@ -11,11 +11,17 @@ dispatch sweep catching up) — travels as drain messages instead, each claiming
 throughput of batches without anyone choosing a mode. ``MEMTASKS_DRAIN_BATCH=0`` keeps one
 message per job; ``MEMTASKS_DRAIN_THRESHOLD=1`` always batches. LLM-bound jobs keep one
 message each (each holds its own permit).
+
+**What Flower shows.** A run message's Celery task id is the job's id, and its name (Celery's
+``shadow``, carried into the worker's log lines and its task events) says the kind —
+``memtasks.mem_tree.run[extract_chunk]``, ``memtasks.decay.run[episode_compression]``,
+``memtasks.mem_tree.drain[bulk]`` — so Flower tells jobs apart and finds one by its id.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from celery import Celery
 
@@ -60,6 +66,7 @@ class CeleryPublisher:
                         queue=queue,
                         priority=message_priority(kind, broker),
                         producer=producer,
+                        **run_options(names.MEM_TREE_RUN, job.job_id, kind.value, queue),
                     )
 
     def _drains(self, queue: str, due: int) -> bool:
@@ -83,6 +90,7 @@ class CeleryPublisher:
                 queue=queue,
                 priority=priority,
                 producer=producer,
+                shadow=names.shadow(names.MEM_TREE_DRAIN, queue),
             )
 
     def decay(self, jobs: Sequence[DecayMessage]) -> None:
@@ -91,13 +99,26 @@ class CeleryPublisher:
         broker = self.settings.broker_url
         with self.app.producer_or_acquire() as producer:
             for job in jobs:
+                queue = decay_queue_for(llm=job.llm)
                 self.app.send_task(
                     names.DECAY_RUN,
                     args=[job.job_id],
-                    queue=decay_queue_for(llm=job.llm),
+                    queue=queue,
                     priority=decay_priority(job.kind, broker),
                     producer=producer,
+                    **run_options(names.DECAY_RUN, job.job_id, job.kind, queue),
                 )
 
 
-__all__ = ["CeleryPublisher"]
+def run_options(task: str, job_id: str, kind: str, queue: str) -> dict[str, Any]:
+    """The options of a run message that Flower shows: the job's id as the task id, the kind in
+    the name, and arguments a reader can take in (the kind and queue are shown, not sent)."""
+    return {
+        "task_id": job_id,
+        "shadow": names.shadow(task, kind),
+        "argsrepr": repr([job_id]),
+        "kwargsrepr": repr({"kind": kind, "queue": queue}),
+    }
+
+
+__all__ = ["CeleryPublisher", "run_options"]

@@ -1,10 +1,17 @@
 """The thin tasks: each one is a call into a service of :class:`~memtasks.services.fleet.FleetServices`.
 
 A job task is never retried by Celery: a failure is recorded on the job's row, which
-decides when the job comes back (its backoff, through the dispatcher). The tasks whose
-message is the only copy of their data (remote enqueues, retrieval-failure batches) are
-retried while the database cannot be reached, so an outage loses none of them. Bad input
-is logged with what is wrong and acknowledged, never re-delivered forever.
+decides when the job comes back (its backoff, through the dispatcher). A job whose handler
+failed still shows as failed to Celery — and so in Flower, as FAILURE with a ``task-failed``
+event — through :class:`JobFailed`, raised after the row is settled: an expected exception
+(``throws``: one log line, no traceback) whose message is acknowledged, not redelivered
+(``acks_late`` with ``task_acks_on_failure_or_timeout``). Other outcomes keep their dict
+results.
+
+The tasks whose message is the only copy of their data (remote enqueues, retrieval-failure
+batches) are retried by Celery's ``autoretry_for`` while the database cannot be reached —
+backoff 1, 2, 4 … 60 s with full jitter, for as long as it takes — so an outage loses none
+of them. Bad input is logged with what is wrong and acknowledged, never re-delivered forever.
 """
 
 from __future__ import annotations
@@ -13,12 +20,18 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from celery import Celery, Task
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from memtasks.domain.errors import ConfigurationError, MemtasksError, StorageError, ValidationError
+from memtasks.domain.errors import (
+    ConfigurationError,
+    DatabaseUnavailable,
+    MemtasksError,
+    StorageError,
+    ValidationError,
+)
 from memtasks.domain.masking import mask_urls_in
 from memtasks.domain.text import shorten
 from memtasks.domain.wire import drain_limit, parse_kinds
@@ -30,36 +43,57 @@ log = logging.getLogger("memtasks.worker")
 
 
 RETRY_CAP_S = 60
+"""The longest wait between two retries of an only-copy task (Celery's ``retry_backoff_max``)."""
+UNREACHABLE = (OperationalError, InterfaceError, StorageError, ConfigurationError)
+"""What an only-copy task is retried for: the database (or its settings) cannot be used now."""
+ONLY_COPY: dict[str, Any] = {
+    "autoretry_for": UNREACHABLE,
+    "retry_backoff": True,
+    "retry_backoff_max": RETRY_CAP_S,
+    "retry_jitter": True,
+    "max_retries": None,
+}
+"""Celery's retry options of the tasks whose message is the only copy of their data."""
 LOGGED_CHARS = 300
 """How much of a refused message's payload a log line shows."""
-T = TypeVar("T")
+FAILED_OUTCOMES = frozenset({Outcome.FAILED.value, Outcome.RETRY.value})
+"""Outcomes of a run whose handler failed (for good, or for now: the row retries it later)."""
 
 
-def _retrying(task: Task, call: Callable[[], T]) -> T:
-    """For tasks whose message is the only copy of their data (remote enqueues, failure
-    batches): when the database cannot be reached, retry the message — after 1, 2, 4 … up to
-    60 s, for as long as it takes — instead of acknowledging it and losing the data."""
+class JobFailed(Exception):
+    """A job's handler failed; its row is settled (failed, or ready again after its backoff).
+
+    Raised by a run task after the settle so that Celery records a failure (Flower: FAILURE).
+    Declared in the task's ``throws``: one log line, no traceback, and the message is
+    acknowledged — the row, not Celery, decides whether the job runs again.
+    """
+
+
+def _only_copy(task: Task, call: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run ``call``; when the database cannot be used, log it (masked) and raise an error that
+    ``autoretry_for`` retries, its message masked too (Celery logs it and puts it in events)."""
     try:
         return call()
-    except (OperationalError, InterfaceError, StorageError, ConfigurationError) as exc:
-        countdown = min(RETRY_CAP_S, 2 ** min(task.request.retries, 6))
+    except UNREACHABLE as exc:
+        masked = mask_urls_in(str(exc))
         log.warning(
-            "memtasks.worker: database unavailable (%s); %s again in %d s",
-            mask_urls_in(str(exc)),
+            "memtasks.worker: database unavailable (%s); %s again after a backoff of up to %d s (retry %d)",
+            masked,
             task.name,
-            countdown,
+            RETRY_CAP_S,
+            task.request.retries + 1,
         )
-        raise task.retry(countdown=countdown, max_retries=None) from exc
+        raise DatabaseUnavailable(masked) from None
 
 
 def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> None:
     """Register every memtasks task on ``app``; ``services_for(app)`` gives this process's services."""
 
-    @app.task(name=names.MEM_TREE_RUN, shared=False)
+    @app.task(name=names.MEM_TREE_RUN, shared=False, throws=(JobFailed,))
     def mem_tree_run(job_id: str) -> dict[str, Any]:
-        return mem_tree_result(job_id, services_for(app).mem_tree)
+        return raise_if_failed(mem_tree_result(job_id, services_for(app).mem_tree))
 
-    @app.task(name=names.MEM_TREE_ENQUEUE, shared=False, bind=True)
+    @app.task(name=names.MEM_TREE_ENQUEUE, shared=False, bind=True, **ONLY_COPY)
     def mem_tree_enqueue(
         task: Task,
         kind: str,
@@ -67,21 +101,25 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
         dedupe_key: str | None = None,
         delay_s: float | None = None,
         max_attempts: int | None = None,
+        job_id: str | None = None,
     ) -> dict[str, Any]:
         try:
-            return _retrying(
+            return _only_copy(
                 task,
                 lambda: services_for(app).remote.enqueue_mem_tree(
-                    kind, payload, dedupe_key, delay_s, max_attempts
+                    kind, payload, dedupe_key, delay_s, max_attempts, job_id
                 ),
             )
+        except StorageError:
+            raise
         except MemtasksError as exc:
             log.error(
-                "memtasks.worker: enqueue rejected (%s): kind=%s payload=%s dedupe_key=%s",
+                "memtasks.worker: enqueue rejected (%s): kind=%s payload=%s dedupe_key=%s job_id=%s",
                 exc,
                 shorten(kind),
                 shorten(payload, LOGGED_CHARS),
                 shorten(dedupe_key),
+                shorten(job_id),
             )
             return {"error": str(exc)}
 
@@ -94,15 +132,19 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
         )
         if not emptied:
             queue = (task.request.delivery_info or {}).get("routing_key") or names.DEFAULT
-            task.apply_async(kwargs={"kinds": list(kinds), "limit": limit}, queue=queue)
+            task.apply_async(
+                kwargs={"kinds": list(kinds), "limit": limit},
+                queue=queue,
+                shadow=names.shadow(names.MEM_TREE_DRAIN, queue),
+            )
         return drain_result(results)
 
-    @app.task(name=names.DECAY_RUN, shared=False)
+    @app.task(name=names.DECAY_RUN, shared=False, throws=(JobFailed,))
     def decay_run(job_id: str) -> dict[str, Any]:
         run = services_for(app).decay.run_for_fleet(job_id)
-        return {k: v for k, v in dataclasses.asdict(run).items() if v is not None}
+        return raise_if_failed({k: v for k, v in dataclasses.asdict(run).items() if v is not None})
 
-    @app.task(name=names.DECAY_ENQUEUE, shared=False, bind=True)
+    @app.task(name=names.DECAY_ENQUEUE, shared=False, bind=True, **ONLY_COPY)
     def decay_enqueue(
         task: Task,
         kind: str,
@@ -110,25 +152,33 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
         created_by: str,
         method: str = "deterministic_concatenate",
         delay_s: float | None = None,
+        job_id: str | None = None,
     ) -> dict[str, Any]:
         try:
-            return _retrying(
+            return _only_copy(
                 task,
-                lambda: services_for(app).remote.enqueue_decay(kind, source_ids, created_by, method, delay_s),
+                lambda: services_for(app).remote.enqueue_decay(
+                    kind, source_ids, created_by, method, delay_s, job_id
+                ),
             )
+        except StorageError:
+            raise
         except MemtasksError as exc:
             log.error(
-                "memtasks.worker: decay enqueue rejected (%s): kind=%s sources=%s",
+                "memtasks.worker: decay enqueue rejected (%s): kind=%s sources=%s job_id=%s",
                 exc,
                 shorten(kind),
                 shorten(source_ids, LOGGED_CHARS),
+                shorten(job_id),
             )
             return {"error": str(exc)}
 
-    @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False, bind=True)
-    def record_retrieval_failures(task: Task, batch: Sequence[object]) -> dict[str, int]:
+    @app.task(name=names.RECORD_RETRIEVAL_FAILURES, shared=False, bind=True, **ONLY_COPY)
+    def record_retrieval_failures(task: Task, batch: Sequence[object]) -> dict[str, Any]:
         try:
-            return _retrying(task, lambda: services_for(app).remote.record_retrieval_failures(batch))
+            return _only_copy(task, lambda: services_for(app).remote.record_retrieval_failures(batch))
+        except StorageError:
+            raise
         except MemtasksError as exc:  # the batch as a whole is refused (not a list, too long)
             log.error("memtasks.worker: retrieval-failure batch rejected (%s)", exc)
             return {"written": 0, "rejected": len(batch) if isinstance(batch, list | tuple) else 1}
@@ -143,6 +193,18 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
 
     for sweep_name, task_name in names.SWEEPS.items():
         make_sweep(sweep_name, task_name)
+
+
+def raise_if_failed(result: dict[str, Any]) -> dict[str, Any]:
+    """``result``, or :class:`JobFailed` saying what failed when the job's handler failed."""
+    if result.get("outcome") in FAILED_OUTCOMES:
+        what = "failed" if result["outcome"] == Outcome.FAILED.value else "failed and will be retried"
+        kind = f" ({result['kind']})" if result.get("kind") else ""
+        attempts = f" at attempt {result['attempts']}" if result.get("attempts") else ""
+        raise JobFailed(
+            f"job {result['job_id']}{kind} {what}{attempts}: {result.get('error') or 'no error text'}"
+        )
+    return result
 
 
 def drain_result(results: Sequence[RunResult]) -> dict[str, Any]:

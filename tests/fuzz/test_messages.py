@@ -147,10 +147,10 @@ class Bad:
 
 SIGNATURES: dict[str, list[str]] = {
     names.MEM_TREE_RUN: ["job_id"],
-    names.MEM_TREE_ENQUEUE: ["kind", "payload", "dedupe_key", "delay_s", "max_attempts"],
+    names.MEM_TREE_ENQUEUE: ["kind", "payload", "dedupe_key", "delay_s", "max_attempts", "job_id"],
     names.MEM_TREE_DRAIN: ["kinds", "limit"],
     names.DECAY_RUN: ["job_id"],
-    names.DECAY_ENQUEUE: ["kind", "source_ids", "created_by", "method", "delay_s"],
+    names.DECAY_ENQUEUE: ["kind", "source_ids", "created_by", "method", "delay_s", "job_id"],
     names.RECORD_RETRIEVAL_FAILURES: ["batch"],
     **{task: ["name", "interval_s"] for task in names.SWEEPS.values()},
 }

@@ -231,7 +231,7 @@ def test_the_postgresql_batch_insert_names_every_new_row_column_and_the_dedupe_p
 ) -> None:
     sent: dict[str, tuple[str, ...]] = {}
 
-    def capture(self: Inserter, engine: Any, rows: Any, conn: Any, shared: Any = None) -> set[str]:
+    def capture(self: Inserter, engine: Any, rows: Any, conn: Any, shared: Any = None, **_: Any) -> set[str]:
         sent.update(columns=tuple(rows[0]), shared=tuple(shared or {}))
         return set()
 

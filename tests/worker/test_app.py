@@ -22,7 +22,7 @@ def test_the_app_is_json_only_with_late_acks_and_a_few_messages_reserved() -> No
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 4
     assert conf.worker_max_memory_per_child == 512_000
-    assert {q.name for q in conf.task_queues} == set(names.QUEUES)
+    assert {q.name for q in conf.task_queues} == {*names.QUEUES, names.CELERY}
 
 
 def test_a_fleet_whose_text_models_call_an_llm_reserves_one_message_unless_told() -> None:

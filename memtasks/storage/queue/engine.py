@@ -121,12 +121,14 @@ class LeasedQueue(Generic[R]):
         *,
         conn: Connection | None = None,
         shared: Mapping[str, Any] | None = None,
+        any_conflict: bool = False,
     ) -> set[str]:
         """Insert new ready rows (their ids set by the adapter) in one statement per chunk;
         the ids that were inserted (a row whose dedupe key an active row holds is not).
 
         ``shared``: values every row takes (sent once). A row's creation time, its
-        ``updated_at_ms`` and its due time default to the clock's now."""
+        ``updated_at_ms`` and its due time default to the clock's now. ``any_conflict``: the
+        ids were chosen by the caller; a row whose id is stored already is skipped too."""
         if not rows:
             return set()
         now = self.clock()
@@ -137,7 +139,7 @@ class LeasedQueue(Generic[R]):
         for row in rows:
             if self.table.due in row and row[self.table.due] is None:
                 row[self.table.due] = now
-        return self._inserter.insert(self.engine, rows, conn, common)
+        return self._inserter.insert(self.engine, rows, conn, common, any_conflict=any_conflict)
 
     # ── claim ────────────────────────────────────────────────────────────────
 

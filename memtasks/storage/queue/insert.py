@@ -8,7 +8,9 @@ each element in Python, which cost more than the insert itself. A value every ro
 state of a new row, its creation time) travels once, as a scalar. SQLite takes the rows as
 one executemany. Where the table has a dedupe key, a row
 whose key an active row holds is skipped (``ON CONFLICT … DO NOTHING``) and its id is not
-returned.
+returned. Rows whose ids the caller chose (a producer that has only the broker) skip any
+conflict, their id's included (``ON CONFLICT DO NOTHING``): a redelivered message inserts
+nothing the second time.
 """
 
 from __future__ import annotations
@@ -30,17 +32,21 @@ UNNEST_CHUNK = 10_000
 class Inserter:
     def __init__(self, table: QueueTable) -> None:
         self.table = table
-        self._built: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Insert] = {}
-        self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        self._built: dict[tuple[str, tuple[str, ...], tuple[str, ...], bool], Insert] = {}
+        self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...], bool], str] = {}
 
-    def _statement(self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...] = ()) -> Insert:
-        key = (dialect, columns, shared)
+    def _statement(
+        self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...] = (), any_conflict: bool = False
+    ) -> Insert:
+        key = (dialect, columns, shared, any_conflict)
         stmt = self._built.get(key)
         if stmt is None:
-            stmt = self._built[key] = self._build(dialect, columns, shared)
+            stmt = self._built[key] = self._build(dialect, columns, shared, any_conflict)
         return stmt
 
-    def _build(self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...]) -> Insert:
+    def _build(
+        self, dialect: str, columns: tuple[str, ...], shared: tuple[str, ...], any_conflict: bool
+    ) -> Insert:
         t = self.table.table
         if dialect == "postgresql":
             # psycopg's dialect renders each typed parameter with its cast: unnest(%(id)s::VARCHAR(64)[])
@@ -50,22 +56,28 @@ class Inserter:
             stmt: Any = postgresql.insert(t).from_select(targets, select(*arrays, *scalars))
         else:
             stmt = sqlite.insert(t)
-        if self.table.dedupe is not None and self.table.dedupe_where is not None:
+        if any_conflict:  # the primary key and the dedupe index alike
+            stmt = stmt.on_conflict_do_nothing()
+        elif self.table.dedupe is not None and self.table.dedupe_where is not None:
             stmt = stmt.on_conflict_do_nothing(
                 index_elements=[t.c[self.table.dedupe]], index_where=text(self.table.dedupe_where)
             )
         result: Insert = stmt.returning(t.c.id)
         return result
 
-    def _postgresql_sql(self, engine: Engine, columns: tuple[str, ...], shared: tuple[str, ...]) -> str:
+    def _postgresql_sql(
+        self, engine: Engine, columns: tuple[str, ...], shared: tuple[str, ...], any_conflict: bool
+    ) -> str:
         """The statement compiled once to the driver's SQL (SQLAlchemy would compile it anew
         each time: its cache does not take this statement)."""
-        sql = self._compiled.get((columns, shared))
+        key = (columns, shared, any_conflict)
+        sql = self._compiled.get(key)
         if sql is None:
-            sql = str(self._statement("postgresql", columns, shared).compile(dialect=engine.dialect))
+            stmt = self._statement("postgresql", columns, shared, any_conflict)
+            sql = str(stmt.compile(dialect=engine.dialect))
             for name in columns:  # arrays travel in binary: no quoting and escaping per element
                 sql = sql.replace(f"%({name})s", f"%({name})b")
-            self._compiled[(columns, shared)] = sql
+            self._compiled[key] = sql
         return sql
 
     def insert(
@@ -74,15 +86,20 @@ class Inserter:
         rows: Sequence[dict[str, Any]],
         conn: Connection | None,
         shared: Mapping[str, Any] | None = None,
+        *,
+        any_conflict: bool = False,
     ) -> set[str]:
         """Insert ``rows`` (every row with the same keys), each also taking the values of
-        ``shared``; the ids inserted."""
+        ``shared``; the ids inserted. ``any_conflict``: skip a row that conflicts on any unique
+        index, its id included (ids chosen by the caller), not only on the dedupe key."""
         columns, common = tuple(rows[0]), dict(shared or {})
         if engine.dialect.name != "postgresql":
             with transaction(engine, conn) as c:
                 whole = [{**row, **common} for row in rows] if common else list(rows)
-                return {r[0] for r in c.execute(self._statement("sqlite", tuple(whole[0])), whole)}
-        sql, executor = self._postgresql_sql(engine, columns, tuple(common)), Executor(engine)
+                stmt = self._statement("sqlite", tuple(whole[0]), (), any_conflict)
+                return {r[0] for r in c.execute(stmt, whole)}
+        sql = self._postgresql_sql(engine, columns, tuple(common), any_conflict)
+        executor = Executor(engine)
         parts = [
             {**common, **{name: [row[name] for row in part] for name in columns}}
             for part in chunks(rows, UNNEST_CHUNK)

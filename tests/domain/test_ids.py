@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from memtasks.storage.rows import time_ordered_ids, time_ordered_uuid
+from memtasks.domain.ids import time_ordered_ids, time_ordered_uuid
 
 pytestmark = pytest.mark.unit
 
@@ -38,3 +38,22 @@ def test_the_random_bits_vary() -> None:
     tails = {uuid.UUID(i).int & ((1 << 62) - 1) for i in ids}
     heads = {(uuid.UUID(i).int >> 64) & 0xFFF for i in ids}
     assert len(tails) == 64 and len(heads) > 1
+
+
+def test_the_two_job_id_forms_are_made_and_checked_alike() -> None:
+    from memtasks.domain.errors import ValidationError
+    from memtasks.domain.ids import (
+        check_decay_job_id,
+        check_mem_tree_job_id,
+        new_decay_job_id,
+        new_mem_tree_job_id,
+    )
+
+    mem_tree, decay = new_mem_tree_job_id(), new_decay_job_id()
+    assert check_mem_tree_job_id(mem_tree) == mem_tree and uuid.UUID(mem_tree[4:]).version == 7
+    assert check_decay_job_id(decay) == decay and uuid.UUID(hex=decay[3:]).version == 7
+    for bad in (decay, mem_tree.upper(), mem_tree + "x", None):
+        with pytest.raises(ValidationError, match="job_id must look like job:<uuid>"):
+            check_mem_tree_job_id(bad)
+    with pytest.raises(ValidationError, match="job_id must look like dj_"):
+        check_decay_job_id(mem_tree)
