@@ -187,6 +187,13 @@ class Settings(BaseSettings):
 
     breaker_threshold: int = Field(default=3, ge=1, le=10_000)
     breaker_cooldown_s: PositiveSeconds = 30.0
+    metrics_interval_s: float = Field(
+        default=15.0,
+        ge=0.1,
+        le=86_400,
+        allow_inf_nan=False,
+        description="the exporter reads the tables at most once per this many seconds",
+    )
 
     @field_validator("broker_url")
     @classmethod

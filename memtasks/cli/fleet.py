@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from memtasks.cli.common import err, out, state
+from memtasks.cli.common import err, fail, out, state
 from memtasks.config import check_listen_address, check_queue_list, field_bounds
 from memtasks.worker.names import QUEUES
 
@@ -217,18 +217,27 @@ def metrics(
         help="default: MEMTASKS_METRICS_ADDRESS, else 127.0.0.1",
     ),
 ) -> None:
-    """Serve the SQL queue gauges for Prometheus at http://ADDRESS:PORT/metrics."""
-    from prometheus_client import CollectorRegistry, start_http_server
+    """Serve /metrics (Prometheus), /jobs/ID (one job as JSON) and /healthz at http://ADDRESS:PORT.
 
-    from memtasks.metrics import QueueCollector
+    The tables are read at most once per MEMTASKS_METRICS_INTERVAL_S, whatever the scrape rate.
+    """
+    from memtasks.metrics.server import exporter_app, serve
 
     s = state(ctx)
-    registry = CollectorRegistry()
-    registry.register(
-        QueueCollector(s.runtime.engine, clock=s.runtime.jobs.clock, tree_uses_llm=s.settings.tree_uses_llm)
+    app, _ = exporter_app(
+        s.runtime.engine,
+        clock=s.runtime.jobs.clock,
+        interval_s=s.settings.metrics_interval_s,
+        tree_uses_llm=s.settings.tree_uses_llm,
     )
-    server, thread = start_http_server(port, addr=address, registry=registry)
-    out.print(f"serving memtasks metrics on http://{address}:{port}/metrics", markup=False)
+    try:
+        server, thread = serve(app, address, port)
+    except OSError as exc:
+        fail(
+            f"cannot listen on {address}:{port}: {exc.strerror or exc}", "choose another --port or --address"
+        )
+    base = f"http://{address}:{port}"
+    out.print(f"serving memtasks metrics on {base}/metrics, {base}/jobs/ID and {base}/healthz", markup=False)
     try:
         while thread.is_alive():
             time.sleep(1)

@@ -43,11 +43,17 @@ class Gate(StrEnum):
 
 
 class RunOutcome(StrEnum):
-    """How a consolidation run ended, as the ledger records it."""
+    """How a consolidation call ended, as the ledger records it.
+
+    Only ``ran`` is a consolidation: a ``dry_run`` counted what a run would delete and
+    deleted nothing, so it never counts as the last run (for the time gate, ``memtasks
+    status`` or the exporter's last-run timestamp).
+    """
 
     RAN = "ran"
     SKIPPED = "skipped"
     FAILED = "failed"
+    DRY_RUN = "dry_run"
 
 
 @dataclass(frozen=True, slots=True)

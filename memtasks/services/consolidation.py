@@ -140,7 +140,9 @@ class Consolidator:
     def dry_run(self, trigger: str = "dry_run") -> ConsolidationReport:
         """Report what a prune would delete now, and what the time and session gates say.
 
-        Takes no lock and deletes nothing; writes one ledger row with ``dry_run`` set.
+        Takes no lock and deletes nothing; writes one ledger row with ``dry_run`` set and
+        outcome ``dry_run``, never read as a consolidation (the time gate reads the last-run
+        fact, which only a real run writes).
         """
         trigger = check_trigger(trigger)
         started_ms, t0 = self.clock(), time.monotonic()
@@ -158,7 +160,7 @@ class Consolidator:
             finished_at_ms=finished_ms,
             trigger=trigger,
             dry_run=True,
-            outcome=RunOutcome.RAN,
+            outcome=RunOutcome.DRY_RUN,
             gates_json=gates_json(gates, lock="not taken: dry run"),
             duration_ms=duration_ms,
             messages_pruned=messages,
@@ -174,7 +176,7 @@ class Consolidator:
         return ConsolidationReport(
             trigger=trigger,
             dry_run=True,
-            outcome=RunOutcome.RAN,
+            outcome=RunOutcome.DRY_RUN,
             gates=gates,
             started_at_ms=started_ms,
             finished_at_ms=finished_ms,

@@ -28,7 +28,7 @@ class ConsolidationReport:
     @property
     def ran(self) -> bool:
         """True when the prune ran (or, for a dry run, the counting did)."""
-        return self.outcome is RunOutcome.RAN
+        return self.outcome in (RunOutcome.RAN, RunOutcome.DRY_RUN)
 
     @property
     def decided_by(self) -> Gate | None:

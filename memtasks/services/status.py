@@ -8,7 +8,7 @@ from sqlalchemy import Engine, func, select
 
 from memtasks.domain.clock import HOUR_MS, Clock, system_clock
 from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
-from memtasks.storage.memory_tables import consolidation_runs, mem_tree_summaries
+from memtasks.storage.memory_tables import mem_tree_summaries
 from memtasks.storage.retrieval_repo import RetrievalFailures
 from memtasks.storage.rows import reading
 from memtasks.storage.stats_repo import QueueStats, queue_stats
@@ -17,6 +17,10 @@ from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
 
 @dataclass(frozen=True, slots=True)
 class StatusReport:
+    """``last_consolidation`` is the newest run that consolidated (outcome ``ran``): a dry
+    run, a skip at a gate or a failure never stands for one. ``consolidation_runs_by_outcome``
+    counts the ledger's rows under every outcome (0 when none)."""
+
     now_ms: int
     queue: QueueStats
     last_consolidation: RunRecord | None
@@ -31,14 +35,7 @@ def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
     now = clock()
     ledger = ConsolidationRepo(engine)
     failures = RetrievalFailures(engine, clock=clock)
-    last = ledger.runs(limit=1)
     with reading(engine) as c:
-        outcomes = {
-            str(outcome): int(count)
-            for outcome, count in c.execute(
-                select(consolidation_runs.c.outcome, func.count()).group_by(consolidation_runs.c.outcome)
-            )
-        }
         levels = {
             int(level): int(count)
             for level, count in c.execute(
@@ -48,8 +45,8 @@ def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
     return StatusReport(
         now_ms=now,
         queue=queue_stats(engine, now),
-        last_consolidation=last[0] if last else None,
-        consolidation_runs_by_outcome=outcomes,
+        last_consolidation=ledger.last_run(),
+        consolidation_runs_by_outcome={o.value: n for o, n in ledger.count_by_outcome().items()},
         sweeps=tuple(Sweeps(engine, clock=clock).all()),
         retrieval_failures_total=failures.count(),
         retrieval_failures_last_24h=failures.count(since_ms=now - 24 * HOUR_MS),

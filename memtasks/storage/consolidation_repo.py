@@ -285,6 +285,25 @@ class ConsolidationRepo:
         with reading(self.engine) as c:
             return [_run_record(row) for row in c.execute(query)]
 
+    def last_run(self) -> RunRecord | None:
+        """The newest run that consolidated (outcome ``ran``): never a dry run, a skip or a failure."""
+        query = (
+            select(runs_t)
+            .where(runs_t.c.outcome == RunOutcome.RAN.value)
+            .order_by(runs_t.c.started_at_ms.desc(), runs_t.c.id.desc())
+            .limit(1)
+        )
+        with reading(self.engine) as c:
+            row = c.execute(query).first()
+        return None if row is None else _run_record(row)
+
+    def count_by_outcome(self) -> dict[RunOutcome, int]:
+        """Ledger rows by outcome, every outcome present (0 when none)."""
+        query = select(runs_t.c.outcome, func.count()).group_by(runs_t.c.outcome)
+        with reading(self.engine) as c:
+            found = {RunOutcome(outcome): int(count) for outcome, count in c.execute(query)}
+        return {outcome: found.get(outcome, 0) for outcome in RunOutcome}
+
     def get_run(self, run_id: int) -> RunRecord | None:
         with reading(self.engine) as c:
             row = c.execute(select(runs_t).where(runs_t.c.id == run_id)).one_or_none()

@@ -222,7 +222,7 @@ consolidation_runs = Table(
     Column("outcomes_pruned", Integer, nullable=False, server_default=text("0")),
     Column("duration_ms", Integer),
     Column("error", Text),
-    CheckConstraint("outcome IN ('ran', 'skipped', 'failed')", name="outcome"),
+    CheckConstraint("outcome IN ('ran', 'skipped', 'failed', 'dry_run')", name="outcome"),
     Index("ix_consolidation_runs_started_at_ms", "started_at_ms"),
 )
 

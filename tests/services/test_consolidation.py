@@ -522,7 +522,7 @@ def test_the_ledger_has_one_row_per_run_with_the_gate_decisions(
         RunOutcome.SKIPPED,
         RunOutcome.RAN,
         RunOutcome.SKIPPED,
-        RunOutcome.RAN,
+        RunOutcome.DRY_RUN,
         RunOutcome.RAN,
     ]
     assert [r.trigger for r in rows] == ["beat", "beat", "beat", "dry_run", "cli"]
