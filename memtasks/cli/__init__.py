@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from memtasks.cli import db, demo, enqueue, fleet, jobs, operate, status
-from memtasks.cli.common import EXIT_FAILURE, EXIT_USAGE, State, err
+from memtasks.cli.common import EXIT_FAILURE, EXIT_USAGE, State, choice, completer, err
 from memtasks.domain.errors import ConfigurationError, MemtasksError
 from memtasks.domain.masking import mask_urls_in
 
@@ -48,6 +48,20 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+
+
+def completion(
+    shell: str = typer.Argument(..., help=", ".join(SHELLS), autocompletion=completer(SHELLS)),
+) -> None:
+    """Print the shell-completion script (e.g. `memtasks completion bash > ~/.memtasks-complete.bash`
+    and source it; `--install-completion` installs it for the current shell)."""
+    from typer._completion_shared import get_completion_script
+
+    choice(shell, SHELLS, "shell")
+    print(get_completion_script(prog_name="memtasks", complete_var="_MEMTASKS_COMPLETE", shell=shell))
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -71,6 +85,7 @@ app.add_typer(enqueue.app, name="enqueue")
 app.command("consolidate")(operate.consolidate)
 app.add_typer(operate.decay_app, name="decay")
 app.add_typer(operate.failures_app, name="failures")
+app.command("completion")(completion)
 app.command("worker", context_settings=fleet.PASS_THROUGH)(fleet.worker)
 app.command("beat", context_settings=fleet.PASS_THROUGH)(fleet.beat)
 app.command("flower", context_settings=fleet.PASS_THROUGH)(fleet.flower)

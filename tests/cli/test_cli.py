@@ -158,7 +158,10 @@ def test_jobs_list_show_retry_cancel_and_requeue(cli: Run, db_url: str) -> None:
         (("enqueue", "mem-tree", "seal", "-p", "{bad"), ("--payload is not valid JSON",)),
         (("enqueue", "mem-tree", "seal", "-p", "[1]"), ("must be a JSON object",)),
         (("enqueue", "mem-tree", "seal", "-p", '{"level": 0}'), ("'tree_id' must be a non-empty string",)),
-        (("enqueue", "decay", "nope", "m1", "--created-by", "ops"), ("unknown decay kind 'nope'", "use one of")),
+        (
+            ("enqueue", "decay", "nope", "m1", "--created-by", "ops"),
+            ("unknown decay kind 'nope'", "use one of"),
+        ),
         (("decay", "run", "dj_nope"), ("no decay job 'dj_nope'",)),
     ],
 )
