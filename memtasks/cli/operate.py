@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -28,23 +27,16 @@ from memtasks.domain.clock import HOUR_MS
 from memtasks.services.admin import DECAY_PREFIX, Table, iso_utc, kinds_of, status_words
 from memtasks.services.consolidation_report import ConsolidationReport
 from memtasks.services.decay_runner import DecayRunner
+from memtasks.services.dry_run import unrecorded_dry_run
 from memtasks.services.holding import holding_for
 from memtasks.services.maintenance import consolidator_for
 from memtasks.services.plugins import attestation_verifier, summary_backend
 from memtasks.services.retrieval_failures import retrieval_report
-from memtasks.storage.consolidation_repo import ConsolidationRepo
 
 decay_app = typer.Typer(
     help="Decay jobs: list, show, and run those that need an operator.", no_args_is_help=True
 )
 failures_app = typer.Typer(help="Retrieval failures.", no_args_is_help=True)
-
-
-class UnrecordedRuns(ConsolidationRepo):
-    """The ledger of a read-only dry run: it reads like the real one and records nothing."""
-
-    def record_run(self, *_args: Any, **_kwargs: Any) -> int:
-        return 0
 
 
 PROGRESS_EVERY_S = 5.0
@@ -96,10 +88,7 @@ def consolidate(
     refuse_together(**{"--dry-run": dry_run, "--force": force})
     s = state(ctx)
     if dry_run:
-        runtime = s.reader
-        consolidator = consolidator_for(runtime)
-        consolidator.repo = UnrecordedRuns(runtime.engine)
-        report = consolidator.dry_run("manual")
+        report = unrecorded_dry_run(s.reader)
     else:
         consolidator = consolidator_for(s.runtime)
         with PruneProgress(enabled=not as_json) as progress:
