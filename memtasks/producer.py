@@ -64,10 +64,12 @@ class CelerySink:
 class Producer:
     """Enqueue mem-tree and decay jobs and publish their messages after commit."""
 
-    def __init__(self, settings: Settings | None = None, *, app: Celery | None = None) -> None:
+    def __init__(
+        self, settings: Settings | None = None, *, app: Celery | None = None, runtime: Runtime | None = None
+    ) -> None:
         self.settings = settings or load_settings()
         self._app = app
-        self._runtime: Runtime | None = None
+        self._runtime: Runtime | None = runtime
 
     @property
     def runtime(self) -> Runtime:

@@ -1,41 +1,109 @@
-"""``memtasks consolidate``, ``memtasks decay run``, ``memtasks failures report``."""
+"""``memtasks consolidate``, ``memtasks decay list|show|run|submit``, ``memtasks failures report``."""
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
-from rich.table import Table
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table as RichTable
 
-from memtasks.cli.common import emit_json, fail, out, state
+from memtasks.cli.common import (
+    JSON_HELP,
+    completer,
+    emit_json,
+    err,
+    fail,
+    out,
+    plain,
+    refuse_together,
+    state,
+    usage,
+)
+from memtasks.cli.jobs import list_command, show_command
 from memtasks.domain.clock import HOUR_MS
+from memtasks.services.admin import DECAY_PREFIX, Table, iso_utc, kinds_of, status_words
 from memtasks.services.consolidation_report import ConsolidationReport
 from memtasks.services.decay_runner import DecayRunner
+from memtasks.services.dry_run import unrecorded_dry_run
 from memtasks.services.holding import holding_for
 from memtasks.services.maintenance import consolidator_for
 from memtasks.services.plugins import attestation_verifier, summary_backend
 from memtasks.services.retrieval_failures import retrieval_report
 
-decay_app = typer.Typer(help="Decay jobs that need an operator.", no_args_is_help=True)
+decay_app = typer.Typer(
+    help="Decay jobs: list, show, and run those that need an operator.", no_args_is_help=True
+)
 failures_app = typer.Typer(help="Retrieval failures.", no_args_is_help=True)
+
+
+PROGRESS_EVERY_S = 5.0
+
+
+class PruneProgress:
+    """Progress of a prune on stderr: a Rich line on a terminal, a plain line every few
+    seconds otherwise, nothing at all under ``--json``."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._stack = ExitStack()
+        self._task: TaskID | None = None
+        self._progress: Progress | None = None
+        self._last = time.monotonic()
+
+    def __enter__(self) -> PruneProgress:
+        if self.enabled and err.is_terminal:
+            self._progress = self._stack.enter_context(
+                Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err)
+            )
+            self._task = self._progress.add_task("pruning: starting", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def __call__(self, messages: int, outcomes: int) -> None:
+        if not self.enabled:
+            return
+        text = f"pruning: {messages} messages, {outcomes} outcomes deleted so far"
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, description=text)
+        elif time.monotonic() - self._last >= PROGRESS_EVERY_S:
+            self._last = time.monotonic()
+            err.print(text, markup=False)
 
 
 def consolidate(
     ctx: typer.Context,
-    dry_run: bool = typer.Option(False, "--dry-run", help="count what a run would delete; delete nothing"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="count what a run would delete; delete and record nothing (read-only)"
+    ),
     force: bool = typer.Option(False, "--force", help="prune now, bypassing the time and session gates"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Run consolidation once (through its gates unless --force) and print the result."""
-    consolidator = consolidator_for(state(ctx).runtime)
+    """Run consolidation once (through its gates unless --force) and print the result; the
+    progress of a long prune goes to stderr."""
+    refuse_together(**{"--dry-run": dry_run, "--force": force})
+    s = state(ctx)
     if dry_run:
-        report = consolidator.dry_run("manual")
-    elif force:
-        report = consolidator.prune("manual")
+        report = unrecorded_dry_run(s.reader)
     else:
-        report = consolidator.maybe_run("manual")
+        consolidator = consolidator_for(s.runtime)
+        with PruneProgress(enabled=not as_json) as progress:
+            if force:
+                report = consolidator.prune("manual", on_progress=progress)
+            else:
+                report = consolidator.maybe_run("manual", on_progress=progress)
     if as_json:
-        emit_json(report)
+        view = plain(report)
+        view.update(
+            started_at=iso_utc(report.started_at_ms),
+            finished_at=iso_utc(report.finished_at_ms),
+            recorded=not report.dry_run,
+        )
+        emit_json(view)
         return
     _print_report(report)
 
@@ -60,6 +128,42 @@ def _read(path: Path, what: str) -> bytes:
         fail(f"cannot read the {what} {path}: {exc.strerror}")
 
 
+@decay_app.command("list")
+def decay_list(
+    ctx: typer.Context,
+    status: str | None = typer.Option(
+        None,
+        "--status",
+        "-s",
+        help=", ".join(status_words(Table.DECAY)),
+        autocompletion=completer(status_words(Table.DECAY)),
+    ),
+    kind: str | None = typer.Option(
+        None,
+        "--kind",
+        "-k",
+        help=", ".join(kinds_of(Table.DECAY)),
+        autocompletion=completer(kinds_of(Table.DECAY)),
+    ),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """The newest decay jobs first (read-only; `memtasks jobs list --table decay`)."""
+    list_command(ctx, Table.DECAY, status, kind, limit, as_json)
+
+
+@decay_app.command("show")
+def decay_show(
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., help="a decay job's id (dj_…)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Every field of one decay job (read-only; `memtasks jobs show ID`)."""
+    if not job_id.startswith(DECAY_PREFIX):
+        usage(f"{job_id!r:.80} is not a decay job id (dj_…)", "show it with `memtasks jobs show`")
+    show_command(ctx, job_id, as_json)
+
+
 @decay_app.command("run")
 def decay_run(
     ctx: typer.Context,
@@ -70,13 +174,14 @@ def decay_run(
     operator_key: str | None = typer.Option(None, "--operator-key", envvar="MEMTASKS_OPERATOR_PUBLIC_KEY"),
     model: str | None = typer.Option(None, "--model", envvar="MEMTASKS_LLM_MODEL"),
     prompt_hash: str | None = typer.Option(None, "--prompt-hash", envvar="MEMTASKS_LLM_PROMPT_TEMPLATE_HASH"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run one decay job here, now. An LLM summary runs only with its attestation, holding one
     of the fleet's LLM permits."""
     s = state(ctx)
     job = s.runtime.decay.get(job_id)
     if job is None:
-        fail(f"no decay job {job_id!r}", "list jobs with `memtasks status`")
+        fail(f"no decay job {job_id!r}", "list them with `memtasks decay list`")
     if job.state.value in {"failed", "cancelled"}:
         fail(f"{job_id} is {job.state.value}: nothing ran", "enqueue a new decay job")
     document: bytes | None = None
@@ -92,9 +197,19 @@ def decay_run(
         holding=holding_for(s.settings) if job.needs_operator else None,
     )
     outcome = runner.run_by_id(job_id, document)
+    if not outcome.ran and outcome.state.value in {"failed", "cancelled"}:
+        fail(f"{job_id} is {outcome.state.value}: nothing ran", "enqueue a new decay job")
+    if as_json:
+        emit_json(
+            {
+                "id": job_id,
+                "ran": outcome.ran,
+                "status": outcome.state.value,
+                "result_memory_id": outcome.result_memory_id,
+            }
+        )
+        return
     if not outcome.ran:
-        if outcome.state.value in {"failed", "cancelled"}:
-            fail(f"{job_id} is {outcome.state.value}: nothing ran", "enqueue a new decay job")
         out.print(f"{job_id} was already {outcome.state.value}: nothing to do", markup=False)
         return
     out.print(f"{job_id} {outcome.state.value}: summary memory {outcome.result_memory_id}", markup=False)
@@ -105,18 +220,23 @@ def decay_submit(
     ctx: typer.Context,
     job_id: str,
     attestation: Path = typer.Option(..., "--attestation", help="the operator's signed attestation (JSON)"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Hand a pending LLM-summary job to the fleet with its attestation: a worker on the ``llm``
     queue verifies it again, takes an LLM permit and runs it (retrying transient errors)."""
     from memtasks.producer import Producer  # the Celery client: see memtasks.cli.demo
 
     document = _read(attestation, "attestation").decode("utf-8", "replace")
-    producer = Producer(state(ctx).settings)
+    s = state(ctx)
+    producer = Producer(s.settings, runtime=s.runtime)
     try:
         if not producer.submit_decay(job_id, document):
             fail(f"{job_id} is not a pending LLM-summary job", "see it with `memtasks jobs show`")
     finally:
         producer.close()
+    if as_json:
+        emit_json({"id": job_id, "submitted": True, "queue": "llm"})
+        return
     out.print(f"{job_id} handed to the fleet (queue llm)", markup=False)
 
 
@@ -124,15 +244,24 @@ def decay_submit(
 def failures_report(
     ctx: typer.Context,
     hours: float = typer.Option(24.0, "--hours", min=0.001, help="the window, ending now"),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Retrieval failures grouped by type and strategy over the last --hours."""
+    """Retrieval failures grouped by type and strategy over the last --hours (read-only)."""
     s = state(ctx)
-    summaries = retrieval_report(s.runtime.engine, int(hours * HOUR_MS), s.runtime.jobs.clock)
+    now = s.reader.jobs.clock()
+    summaries = retrieval_report(s.reader.engine, int(hours * HOUR_MS), lambda: now)
     if as_json:
-        emit_json(summaries)
+        emit_json(
+            {
+                "hours": hours,
+                "since": iso_utc(now - int(hours * HOUR_MS)),
+                "until": iso_utc(now),
+                "total": sum(r.count for r in summaries),
+                "groups": summaries,
+            }
+        )
         return
-    table = Table(title=f"retrieval failures, last {hours:g} h", title_justify="left")
+    table = RichTable(title=f"retrieval failures, last {hours:g} h", title_justify="left")
     for column in (
         "type",
         "strategy",

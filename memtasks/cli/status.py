@@ -7,19 +7,20 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from memtasks.cli.common import age, emit_json, out, state, when
+from memtasks.cli.common import JSON_HELP, age, emit_json, out, state, when
 from memtasks.metrics import STATUSES
+from memtasks.services.admin import iso_utc
 from memtasks.services.status import StatusReport, status_report
 from memtasks.worker.routing import queue_of
 
 
 def status(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Jobs by queue, kind and status; oldest wait; expired leases; failures; sweeps."""
+    """Jobs by queue, kind and status; oldest wait; expired leases; failures; sweeps (read-only)."""
     s = state(ctx)
-    report = status_report(s.runtime.engine, s.runtime.jobs.clock)
+    report = status_report(s.reader.engine, s.reader.jobs.clock)
     if as_json:
         emit_json(as_dict(report, s.settings.tree_uses_llm))
         return
@@ -28,6 +29,7 @@ def status(
 
 def as_dict(report: StatusReport, tree_uses_llm: bool) -> dict[str, Any]:
     return {
+        "now": iso_utc(report.now_ms),
         "now_ms": report.now_ms,
         "jobs": [
             {

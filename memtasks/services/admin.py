@@ -1,13 +1,22 @@
-"""What an operator does to jobs of either table, by id: show, retry, cancel, requeue.
+"""What an operator does to jobs of either table, by id: list, show, retry, cancel, requeue.
 
-A decay job's id starts with ``dj_``; every other id names a memory-tree job.
+A decay job's id starts with ``dj_``; every other id names a memory-tree job. Both tables
+are shown alike (:func:`job_view`): one JSON-ready object per job, its table named, its
+times as ISO-8601 UTC strings next to the raw milliseconds.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
 
-from memtasks.domain.jobs import JobKind, JobStatus
+from memtasks.domain.decay import DecayKind
+from memtasks.domain.jobs import FailureClass, JobKind
+from memtasks.domain.lifecycle import DECAY_WORDS, MEM_TREE_WORDS, Phase
 from memtasks.services.runtime import Runtime
 from memtasks.storage.decay_queue import DecayJob
 from memtasks.storage.mem_tree_queue import Job
@@ -17,6 +26,168 @@ DECAY_PREFIX = "dj_"
 AnyJob = Job | DecayJob
 
 
+class Table(StrEnum):
+    """The job tables, as an operator names them (``--table``)."""
+
+    MEM_TREE = "mem-tree"
+    DECAY = "decay"
+    ALL = "all"
+
+    @property
+    def tables(self) -> tuple[Table, ...]:
+        return (Table.MEM_TREE, Table.DECAY) if self is Table.ALL else (self,)
+
+
+STATE_WORDS = {Table.MEM_TREE: MEM_TREE_WORDS, Table.DECAY: DECAY_WORDS}
+KINDS: dict[Table, frozenset[str]] = {
+    Table.MEM_TREE: frozenset(k.value for k in JobKind),
+    Table.DECAY: frozenset(k.value for k in DecayKind),
+}
+
+
+def status_words(table: Table) -> list[str]:
+    """The state words ``--status`` accepts for ``table`` (for ``all``: either table's)."""
+    words: list[str] = []
+    for t in table.tables:
+        words += [w for w in STATE_WORDS[t].words(Phase) if w not in words]
+    return words
+
+
+def kinds_of(table: Table) -> list[str]:
+    return [k for t in table.tables for k in sorted(KINDS[t])]
+
+
+def table_of_kind(kind: str) -> Table | None:
+    for table, kinds in KINDS.items():
+        if kind in kinds:
+            return table
+    return None
+
+
+def phase_of(word: str) -> Phase:
+    """The phase a state word of either table names (``ready`` and ``pending`` alike)."""
+    for words in STATE_WORDS.values():
+        try:
+            return words.phase(word)
+        except ValueError:
+            continue
+    raise ValueError(f"unknown state word {word!r:.40}")
+
+
+def iso_utc(ms: int | None) -> str | None:
+    """Unix milliseconds as ISO-8601 UTC (``2025-01-02T03:04:05.678Z``); None stays None."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+MEM_TREE_TIMES = (
+    "created_at_ms",
+    "available_at_ms",
+    "dispatched_at_ms",
+    "started_at_ms",
+    "heartbeat_at_ms",
+    "locked_until_ms",
+    "completed_at_ms",
+    "updated_at_ms",
+)
+DECAY_TIMES = (
+    "created_at_ms",
+    "scheduled_for_ms",
+    "dispatched_at_ms",
+    "started_at_ms",
+    "heartbeat_at_ms",
+    "locked_until_ms",
+    "completed_at_ms",
+    "updated_at_ms",
+)
+
+
+def _times(job: AnyJob, names: Iterable[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in names:
+        ms = getattr(job, name)
+        found[name.removesuffix("_ms")] = iso_utc(ms)
+        found[name] = ms
+    return found
+
+
+def _payload(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a row written by hand: shown as it is stored
+
+
+def job_view(job: AnyJob) -> dict[str, Any]:
+    """One job of either table as a JSON-ready object: ``id``, ``table`` (``mem_tree`` or
+    ``decay``), ``kind``, ``status`` (the table's own word), ``attempts``, ``error`` (null or
+    text), the payload as an object, and every time as ISO-8601 UTC next to its ``…_ms``."""
+    if isinstance(job, DecayJob):
+        error = job.last_error
+        if error is None and job.state.terminal:
+            error = job.state_reason
+        return {
+            "id": job.id,
+            "table": "decay",
+            "kind": job.kind,
+            "status": job.state.value,
+            "priority": job.priority,
+            "source_ids": _payload(job.source_ids_json),
+            "summary_method": job.summary_method,
+            "attestation_required": job.attestation_required,
+            "attestation_attached": job.attestation_json is not None,
+            "created_by": job.created_by,
+            "result_memory_id": job.result_memory_id,
+            "attempts": job.attempts,
+            "max_attempts": job.max_attempts,
+            "error": error,
+            "state_reason": job.state_reason,
+            "failure_class": None if job.failure_class is None else job.failure_class.value,
+            "last_backoff_ms": job.last_backoff_ms,
+            **_times(job, DECAY_TIMES),
+        }
+    return {
+        "id": job.id,
+        "table": "mem_tree",
+        "kind": job.kind,
+        "status": job.status.value,
+        "priority": job.priority,
+        "payload": _payload(job.payload_json),
+        "dedupe_key": job.dedupe_key,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "error": job.last_error,
+        "failure_reason": job.failure_reason,
+        "failure_class": None if job.failure_class is None else job.failure_class.value,
+        "last_backoff_ms": job.last_backoff_ms,
+        **_times(job, MEM_TREE_TIMES),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueFilter:
+    """Which failed jobs a requeue takes (every field None / False: all of them)."""
+
+    table: Table = Table.ALL
+    kind: str | None = None
+    failure_class: FailureClass | None = None
+    failed_before_age_ms: int | None = None
+    transient_only: bool = False
+
+    def arguments(self) -> dict[str, Any]:
+        return {
+            "transient_only": self.transient_only,
+            "kind": self.kind,
+            "failure_class": None if self.failure_class is None else self.failure_class.value,
+            "failed_before_age_ms": self.failed_before_age_ms,
+        }
+
+    def tables(self) -> tuple[Table, ...]:
+        kind_table = None if self.kind is None else table_of_kind(self.kind)
+        return tuple(t for t in self.table.tables if kind_table is None or t is kind_table)
+
+
 @dataclass(frozen=True, slots=True)
 class JobsAdmin:
     runtime: Runtime
@@ -24,35 +195,76 @@ class JobsAdmin:
     def is_decay(self, job_id: str) -> bool:
         return isinstance(job_id, str) and job_id.startswith(DECAY_PREFIX)
 
+    def _queue(self, table: Table) -> Any:
+        return self.runtime.decay if table is Table.DECAY else self.runtime.jobs
+
+    def now(self) -> int:
+        return self.runtime.jobs.clock()
+
     def show(self, job_id: str) -> AnyJob | None:
         return self.runtime.decay.get(job_id) if self.is_decay(job_id) else self.runtime.jobs.get(job_id)
 
+    def list_jobs(
+        self, *, table: Table = Table.ALL, status: str | None = None, kind: str | None = None, limit: int = 50
+    ) -> list[AnyJob]:
+        """The newest jobs first, of one table or both. ``status``: a state word of either
+        table (``ready`` also lists pending decay jobs, ``done`` completed ones); ``kind``: a
+        memory-tree or decay kind (it narrows the listing to its table)."""
+        phase = None if status is None else phase_of(status)
+        kind_table = None if kind is None else table_of_kind(kind)
+        found: list[AnyJob] = []
+        for t in table.tables:
+            if kind_table is not None and t is not kind_table:
+                continue
+            word = None if phase is None else STATE_WORDS[t].word(phase)
+            found += self._queue(t).admin.list_jobs(status=word, kind=kind, limit=limit)
+        found.sort(key=lambda j: (-j.created_at_ms, j.id))
+        return found[:limit]
+
     def list_mem_tree(
-        self, *, status: JobStatus | None = None, kind: JobKind | None = None, limit: int = 50
+        self, *, status: str | None = None, kind: str | None = None, limit: int = 50
     ) -> list[Job]:
         """The newest memory-tree jobs first, optionally of one status and kind."""
-        return self.runtime.jobs.admin.list_jobs(
-            status=None if status is None else JobStatus(status).value,
-            kind=None if kind is None else JobKind(kind).value,
-            limit=limit,
-        )
+        jobs: list[Job] = self.runtime.jobs.admin.list_jobs(status=status, kind=kind, limit=limit)
+        return jobs
 
     def retry(self, job_id: str) -> AnyJob:
         """A failed job back to ready now with fresh attempts (not found / not failed: an error)."""
         queue = self.runtime.decay if self.is_decay(job_id) else self.runtime.jobs
-        return queue.admin.retry(job_id)
+        job: AnyJob = queue.admin.retry(job_id)
+        return job
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that has not started; False when it has (not found: an error)."""
         queue = self.runtime.decay if self.is_decay(job_id) else self.runtime.jobs
-        return queue.admin.cancel(job_id)
+        return bool(queue.admin.cancel(job_id))
 
-    def requeue_failed(self, *, transient_only: bool = False) -> int:
-        """Failed jobs of both tables back to ready with fresh attempts."""
-        return sum(
-            q.admin.requeue_failed(transient_only=transient_only)
-            for q in (self.runtime.jobs, self.runtime.decay)
-        )
+    def dedupe_holder(self, dedupe_key: str) -> Job | None:
+        """The ready or running memory-tree job holding ``dedupe_key``, if any."""
+        holder: Job | None = self.runtime.jobs.admin.active_holder(dedupe_key)
+        return holder
+
+    def count_failed(self, which: RequeueFilter | None = None) -> int:
+        """How many failed jobs a requeue with ``which`` would look at."""
+        which = which or RequeueFilter()
+        return sum(self._queue(t).admin.count_failed(**which.arguments()) for t in which.tables())
+
+    def requeue_failed(self, which: RequeueFilter | None = None, *, transient_only: bool = False) -> int:
+        """Failed jobs (of both tables unless ``which`` narrows them) back to ready with fresh
+        attempts; how many."""
+        which = which or RequeueFilter(transient_only=transient_only)
+        return sum(self._queue(t).admin.requeue_failed(**which.arguments()) for t in which.tables())
 
 
-__all__ = ["DECAY_PREFIX", "JobsAdmin"]
+__all__ = [
+    "DECAY_PREFIX",
+    "JobsAdmin",
+    "RequeueFilter",
+    "Table",
+    "iso_utc",
+    "job_view",
+    "kinds_of",
+    "phase_of",
+    "status_words",
+    "table_of_kind",
+]

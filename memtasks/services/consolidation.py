@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
 from sqlalchemy import Engine
@@ -68,6 +68,8 @@ from memtasks.storage.facts_repo import Facts
 log = logging.getLogger(__name__)
 
 DEFAULT_LOCK_NAME = "memtasks:lock:consolidate"
+OnProgress = Callable[[int, int], None]
+"""Told the messages and outcomes deleted so far, after each batch."""
 LOG_PREFIX = "memtasks.consolidation"
 
 
@@ -96,7 +98,9 @@ class Consolidator:
 
     # ── public API ──────────────────────────────────────────────────────────
 
-    def maybe_run(self, trigger: str = "schedule") -> ConsolidationReport:
+    def maybe_run(
+        self, trigger: str = "schedule", *, on_progress: OnProgress | None = None
+    ) -> ConsolidationReport:
         """Prune if the lock, time and session gates all pass; otherwise record the skip.
 
         Raises :class:`~memtasks.locks.LockUnavailable` when Redis is unreachable and
@@ -122,11 +126,14 @@ class Consolidator:
                 raise
             if not gates[-1].passed:
                 return self._skip(trigger, started_ms, t0, gates)
-            return self._run(trigger, started_ms, t0, gates, held, forced=False)
+            return self._run(trigger, started_ms, t0, gates, held, forced=False, on_progress=on_progress)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def prune(self, trigger: str = "manual") -> ConsolidationReport:
-        """Prune now, bypassing the time and session gates (not the lock: see the module doc)."""
+    def prune(self, trigger: str = "manual", *, on_progress: OnProgress | None = None) -> ConsolidationReport:
+        """Prune now, bypassing the time and session gates (not the lock: see the module doc).
+
+        ``on_progress(messages, outcomes)``: called after each deleted batch with the totals so far.
+        """
         trigger = check_trigger(trigger)
         started_ms, t0 = self.clock(), time.monotonic()
         with ExitStack() as stack:
@@ -134,7 +141,7 @@ class Consolidator:
             gates = [self._lock_decision(held)]
             if not held:
                 return self._skip(trigger, started_ms, t0, gates, forced=True)
-            return self._run(trigger, started_ms, t0, gates, held, forced=True)
+            return self._run(trigger, started_ms, t0, gates, held, forced=True, on_progress=on_progress)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def dry_run(self, trigger: str = "dry_run") -> ConsolidationReport:
@@ -217,6 +224,7 @@ class Consolidator:
         held: LockHold,
         *,
         forced: bool,
+        on_progress: OnProgress | None = None,
     ) -> ConsolidationReport:
         cfg = self.config
         extra = forced_note(forced)
@@ -227,10 +235,14 @@ class Consolidator:
 
         def after_messages(deleted: int) -> None:
             progress.messages += deleted
+            if on_progress is not None:
+                on_progress(progress.messages, progress.outcomes)
             held.check()
 
         def after_outcomes(deleted: int) -> None:
             progress.outcomes += deleted
+            if on_progress is not None:
+                on_progress(progress.messages, progress.outcomes)
             held.check()
 
         try:

@@ -9,22 +9,31 @@ from sqlalchemy import Engine
 from memtasks.config import Settings
 from memtasks.domain.backoff import RetryPolicy
 from memtasks.domain.clock import SECOND_MS, Clock
+from memtasks.domain.errors import ConfigurationError
 from memtasks.domain.gates import ConsolidationConfig
 from memtasks.domain.tree import TreeConfig
 from memtasks.storage.decay_queue import DecayJobs
-from memtasks.storage.engine import EngineOptions, dispose_all, get_engine
+from memtasks.storage.engine import EngineOptions, dispose_all, get_engine, mask_url
 from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.migrate import current_revision, head_revision, is_known_revision
 from memtasks.storage.queue import QueueConfig
 
 
-def engine_options(settings: Settings) -> EngineOptions:
+def engine_options(
+    settings: Settings, *, read_only: bool = False, migrate: bool | None = None, create: bool | None = None
+) -> EngineOptions:
+    """The engine options of ``settings``. ``migrate``: None — as ``MEMTASKS_AUTO_MIGRATE`` says;
+    False — never migrate, nor create a SQLite file unless ``create`` (``memtasks db upgrade``)."""
+    migrating = settings.auto_migrate if migrate is None else migrate
     return EngineOptions(
         busy_timeout_s=settings.sqlite_busy_timeout_s,
         journal_mode=settings.sqlite_journal_mode,
         pool_size=settings.pool_size,
-        auto_migrate=settings.auto_migrate,
+        auto_migrate=migrating and not read_only,
         breaker_threshold=settings.breaker_threshold,
         breaker_cooldown_s=settings.breaker_cooldown_s,
+        read_only=read_only,
+        create=(migrate is None or migrate) if create is None else create,
     )
 
 
@@ -69,12 +78,22 @@ class Runtime:
     decay: DecayJobs
 
 
-def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
+def open_runtime(
+    settings: Settings, *, clock: Clock | None = None, read_only: bool = False, migrate: bool | None = None
+) -> Runtime:
     """Open (or reuse) the engine for the configured database and wrap it in repositories.
 
     ``clock``: None (production) — the database's clock, for every host alike.
+    ``read_only``: reads only (see :class:`EngineOptions`); the schema must be at the newest
+    revision. ``migrate``: None — as ``MEMTASKS_AUTO_MIGRATE`` says (workers, the producer);
+    False — create and migrate nothing, and require the schema at the newest revision (the
+    ``memtasks`` commands other than ``db upgrade``): :class:`ConfigurationError` saying
+    "run `memtasks db upgrade`" otherwise.
     """
-    engine = get_engine(settings.resolved_database_url, engine_options(settings))
+    url = settings.resolved_database_url
+    engine = get_engine(url, engine_options(settings, read_only=read_only, migrate=migrate))
+    if read_only or migrate is False:
+        require_head(engine, url)
     config = queue_config(settings)
     return Runtime(
         settings=settings,
@@ -83,6 +102,23 @@ def open_runtime(settings: Settings, *, clock: Clock | None = None) -> Runtime:
         decay=DecayJobs(
             engine, config=replace(config, max_attempts=settings.decay_max_attempts), clock=clock
         ),
+    )
+
+
+def require_head(engine: Engine, url: str) -> None:
+    """:class:`ConfigurationError` unless the schema is at the newest revision this code ships:
+    an empty database or one behind says "run `memtasks db upgrade`"."""
+    current, head = current_revision(engine), head_revision()
+    if current == head:
+        return
+    if current is not None and not is_known_revision(current):
+        raise ConfigurationError(
+            f"the database {mask_url(url)} is at revision {current}, newer than this memtasks "
+            f"knows (it needs {head}) — upgrade memtasks"
+        )
+    raise ConfigurationError(
+        f"the database {mask_url(url)} is at revision {current or 'none (no memtasks tables)'}, "
+        f"this memtasks needs {head} — run `memtasks db upgrade`"
     )
 
 

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -40,6 +41,12 @@ class EngineOptions:
     auto_migrate: bool = True
     breaker_threshold: int = 3
     breaker_cooldown_s: float = 30.0
+    read_only: bool = False
+    """Open for reads only: a SQLite file is opened ``mode=ro`` (never created, its directory
+    never made), a PostgreSQL session with ``default_transaction_read_only``; no migration."""
+    create: bool = True
+    """A SQLite file that does not exist is created (with its directory); False: an error
+    naming the path. Implied False by ``read_only``."""
 
 
 def mask_url(url: str | URL) -> str:
@@ -80,9 +87,10 @@ def parse_url(url: str) -> URL:
     return parsed
 
 
-def _key(url: URL) -> str:
-    """The registry key of a URL: the full URL, password included (never logged)."""
-    return url.render_as_string(hide_password=False)
+def _key(url: URL, read_only: bool = False) -> str:
+    """The registry key of a URL: the full URL, password included (never logged); a
+    read-only engine is kept apart from the read-write one of the same URL."""
+    return url.render_as_string(hide_password=False) + (" (read-only)" if read_only else "")
 
 
 class _Registry:
@@ -117,7 +125,7 @@ def get_engine(url: str, options: EngineOptions | None = None) -> Engine:
     """The initialised engine for ``url`` in this process, creating it on first use."""
     options = options or EngineOptions()
     parsed = parse_url(url)
-    key = _key(parsed)
+    key = _key(parsed, options.read_only)
     pid = os.getpid()
     with _registry.lock:
         engine = _registry.engines.get(key)
@@ -176,6 +184,12 @@ def _open(url: URL, options: EngineOptions) -> Engine:
 
 def _open_postgresql(url: URL, options: EngineOptions) -> Engine:
     connect_args: dict[str, Any] = {"connect_timeout": options.connect_timeout_s}
+    if options.read_only:
+        # Every transaction of the session is read-only: a write fails instead of happening.
+        # The URL's own ``options`` (a search_path, say) are kept: connect_args replaces them.
+        given = url.query.get("options")
+        given = " ".join(given) if isinstance(given, tuple) else (given or "")
+        connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
     engine = create_engine(
         url,
         pool_size=options.pool_size,
@@ -220,18 +234,39 @@ def _install_idle_ping(engine: Engine) -> None:
             raise DisconnectionError(f"stale pooled connection: {exc}") from exc
 
 
+def no_database(path: Path | str) -> ConfigurationError:
+    """The error of a command that needs a memtasks database where there is none."""
+    return ConfigurationError(
+        f"no memtasks database at {path} — run `memtasks db upgrade` "
+        "(or check MEMTASKS_DATABASE_URL / MEMTASKS_DATA_DIR)"
+    )
+
+
+def _read_only_sqlite_url(path: Path) -> URL:
+    """``file:PATH?mode=ro`` as a URI filename: SQLite opens the file for reading and never
+    creates it (WAL files included: a reader of a WAL database uses the existing ones)."""
+    return URL.create(
+        "sqlite", database=f"file:{quote(str(path.resolve()))}", query={"mode": "ro", "uri": "true"}
+    )
+
+
 def _open_sqlite(url: URL, options: EngineOptions, *, quarantine_allowed: bool) -> Engine:
     path = Path(str(url.database))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot create the directory of {path}: {exc.strerror}") from None
-    engine = create_engine(url, pool_size=options.pool_size, max_overflow=options.pool_size)
+    if options.read_only or not options.create:
+        if not path.is_file():
+            raise no_database(path)
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(f"cannot create the directory of {path}: {exc.strerror}") from None
+    target = _read_only_sqlite_url(path) if options.read_only else url
+    engine = create_engine(target, pool_size=options.pool_size, max_overflow=options.pool_size)
     _install_sqlite_pragmas(engine, options)
     try:
         return _finish(engine, url, options)
     except StorageError as exc:
-        if quarantine_allowed and _is_corrupt(exc) and path.exists():
+        if quarantine_allowed and not options.read_only and _is_corrupt(exc) and path.exists():
             quarantine_sqlite(path)
             return _open_sqlite(url, options, quarantine_allowed=False)
         raise
@@ -262,6 +297,7 @@ def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
             f"{', '.join(sorted(SQLITE_JOURNAL_MODES))} (set MEMTASKS_SQLITE_JOURNAL_MODE)"
         )
     busy_ms = int(options.busy_timeout_s * 1000)  # a PRAGMA takes no bound parameter: an int only
+    read_only = options.read_only
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -270,6 +306,10 @@ def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
         cursor = dbapi_conn.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            if options.read_only:
+                # The journal mode is the file's (setting it would write); nothing else to do.
+                cursor.execute("PRAGMA query_only = ON")
+                return
             cursor.execute("PRAGMA foreign_keys = ON")
             got = str(cursor.execute(f"PRAGMA journal_mode = {wanted}").fetchone()[0]).lower()
             if got != wanted:
@@ -286,7 +326,7 @@ def _install_sqlite_pragmas(engine: Engine, options: EngineOptions) -> None:
         # Take the write lock up front: a deferred transaction that later writes can
         # fail with "database is locked" without waiting for the busy timeout. Reads
         # (storage.rows.reading) begin deferred: a WAL snapshot, never blocked by a writer.
-        if conn.get_execution_options().get("memtasks_read_only"):
+        if read_only or conn.get_execution_options().get("memtasks_read_only"):
             conn.exec_driver_sql("BEGIN")
         else:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -296,7 +336,7 @@ def _finish(engine: Engine, url: URL, options: EngineOptions) -> Engine:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-        if options.auto_migrate:
+        if options.auto_migrate and not options.read_only:
             from memtasks.storage.migrate import upgrade
 
             upgrade(engine)

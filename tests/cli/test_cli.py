@@ -19,9 +19,10 @@ from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services.attestation import sign_attestation
 from memtasks.services.retrieval_failures import DatabaseSink
 from memtasks.storage.decay_queue import DecayJobs
-from memtasks.storage.engine import get_engine
+from memtasks.storage.engine import EngineOptions, get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_repo import MemoryStore
+from memtasks.storage.migrate import upgrade
 from tests.helpers import wait_for
 from tests.pipeline.fleet import ROOT
 
@@ -31,10 +32,10 @@ Run = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
-def cli(
+def bare_cli(
     db_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> Run:
-    """Run `memtasks ARGS…` in this process; (exit code, stdout, stderr)."""
+    """Run `memtasks ARGS…` in this process against an empty database; (exit code, stdout, stderr)."""
     monkeypatch.setenv("MEMTASKS_DATABASE_URL", db_url)
     monkeypatch.setenv("MEMTASKS_LOCK_REDIS_URL", redis_url.rsplit("/", 1)[0] + "/6")
     monkeypatch.setenv("MEMTASKS_BROKER_URL", redis_url.rsplit("/", 1)[0] + "/5")
@@ -47,6 +48,13 @@ def cli(
         return int(exited.value.code or 0), captured.out, captured.err
 
     return run
+
+
+@pytest.fixture
+def cli(bare_cli: Run, db_url: str) -> Run:
+    """Run `memtasks ARGS…` in this process against a database at the newest revision."""
+    upgrade(get_engine(db_url, EngineOptions(auto_migrate=False)))
+    return bare_cli
 
 
 def one_error_line(code: int, err: str, *fragments: str) -> None:
@@ -62,10 +70,15 @@ def one_error_line(code: int, err: str, *fragments: str) -> None:
 # ── db ───────────────────────────────────────────────────────────────────────
 
 
-def test_db_upgrade_and_current(cli: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_db_upgrade_and_current(bare_cli: Run, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    cli = bare_cli
     monkeypatch.setenv("MEMTASKS_AUTO_MIGRATE", "false")
     code, out, _ = cli("db", "current", "--check")
-    assert code == 1 and "revision none (empty database)" in out
+    missing = "(no database file)" if db_url.startswith("sqlite") else "(empty database)"
+    assert code == 1 and f"revision none {missing}" in out
+    code, _, err = cli("status")
+    one_error_line(code, err, "run `memtasks db upgrade`")
+    assert code == 2 and "no such table" not in err
     code, out, _ = cli("db", "upgrade")
     assert code == 0 and "empty → revision 0006 (head)" in out
     code, out, _ = cli("db", "upgrade")
@@ -105,7 +118,9 @@ def test_jobs_list_show_retry_cancel_and_requeue(cli: Run, db_url: str) -> None:
     )
     assert first and second
     code, out, _ = cli("jobs", "list", "--kind", "seal", "--json")
-    assert code == 0 and {j["id"] for j in json.loads(out)} == {first, second}
+    listed = json.loads(out)["jobs"]
+    assert code == 0 and {j["id"] for j in listed} == {first, second}
+    assert all(isinstance(j["payload"], dict) and j["table"] == "mem_tree" for j in listed)
     code, out, _ = cli("jobs", "show", first)
     assert code == 0 and first in out and "ready" in out
 
@@ -125,7 +140,8 @@ def test_jobs_list_show_retry_cancel_and_requeue(cli: Run, db_url: str) -> None:
     jobs.settle_failed(claimed.lease, "boom", FailureClass.UNRECOVERABLE)
     code, out, _ = cli("requeue", "--transient-only")
     assert code == 0 and out.startswith("0 failed jobs requeued")
-    code, out, _ = cli("requeue")
+    one_error_line(*cli("requeue")[::2], "requeue 1 failed jobs", "--yes")
+    code, out, _ = cli("requeue", "--yes")
     assert code == 0 and out.startswith("1 failed jobs requeued")
 
 
@@ -142,7 +158,10 @@ def test_jobs_list_show_retry_cancel_and_requeue(cli: Run, db_url: str) -> None:
         (("enqueue", "mem-tree", "seal", "-p", "{bad"), ("--payload is not valid JSON",)),
         (("enqueue", "mem-tree", "seal", "-p", "[1]"), ("must be a JSON object",)),
         (("enqueue", "mem-tree", "seal", "-p", '{"level": 0}'), ("'tree_id' must be a non-empty string",)),
-        (("enqueue", "decay", "nope", "m1", "--created-by", "ops"), ("nope",)),
+        (
+            ("enqueue", "decay", "nope", "m1", "--created-by", "ops"),
+            ("unknown decay kind 'nope'", "use one of"),
+        ),
         (("decay", "run", "dj_nope"), ("no decay job 'dj_nope'",)),
     ],
 )
@@ -280,7 +299,7 @@ def test_failures_report_groups_by_type_and_strategy(cli: Run, db_url: str) -> N
     )
     code, out, _ = cli("failures", "report", "--hours", "1", "--json")
     assert code == 0
-    rows = {(r["failure_type"], r["retrieval_strategy"]): r["count"] for r in json.loads(out)}
+    rows = {(r["failure_type"], r["retrieval_strategy"]): r["count"] for r in json.loads(out)["groups"]}
     assert rows == {("no_hit", "vector"): 3, ("timeout", "graph"): 1}
     code, out, _ = cli("failures", "report")
     assert code == 0 and "4 failures" in out

@@ -122,24 +122,95 @@ class QueueAdmin(Generic[R]):
             "updated_at_ms": now,
         }
 
-    def requeue_failed(self, *, transient_only: bool = False) -> int:
-        """Failed → ready with fresh attempts. ``transient_only`` skips unrecoverable ones.
+    def _failed_where(
+        self,
+        *,
+        transient_only: bool = False,
+        kind: str | None = None,
+        failure_class: str | None = None,
+        failed_before_age_ms: int | None = None,
+    ) -> list[Any]:
+        """The conditions naming the failed rows a requeue takes (every value a bound parameter).
+
+        ``failure_class``: ``transient`` takes the rows ``transient_only`` takes (no class
+        recorded counts as transient), ``unrecoverable`` the rest. ``failed_before_age_ms``:
+        rows that failed at least that long ago (by the database's clock).
+        """
+        where: list[Any] = [self.status == self.word(Phase.FAILED)]
+        if transient_only or failure_class == FailureClass.TRANSIENT.value:
+            where.append(self._transient())
+        if failure_class is not None and failure_class != FailureClass.TRANSIENT.value:
+            where.append(self.t.c.failure_class == FailureClass(failure_class).value)
+        if kind is not None:
+            where.append(self.t.c.kind == kind)
+        if failed_before_age_ms is not None:
+            where.append(self.t.c.completed_at_ms <= self.now() - failed_before_age_ms)
+        return where
+
+    def count_failed(
+        self,
+        *,
+        transient_only: bool = False,
+        kind: str | None = None,
+        failure_class: str | None = None,
+        failed_before_age_ms: int | None = None,
+    ) -> int:
+        """How many failed rows a requeue with the same filters would look at."""
+        where = self._failed_where(
+            transient_only=transient_only,
+            kind=kind,
+            failure_class=failure_class,
+            failed_before_age_ms=failed_before_age_ms,
+        )
+        with reading(self.engine) as c:
+            return int(c.execute(select(func.count()).select_from(self.t).where(*where)).scalar_one())
+
+    def active_holder(self, dedupe_key: str) -> R | None:
+        """The ready or running row holding ``dedupe_key`` (None: no row holds it, or the
+        table has no dedupe key)."""
+        if self.table.dedupe is None or lookup_id(dedupe_key) is None:
+            return None
+        key = self.t.c[self.table.dedupe]
+        stmt = (
+            select(self.t).where(key == dedupe_key, self.status.in_(self.table.words.words(ACTIVE))).limit(1)
+        )
+        with reading(self.engine) as c:
+            row = c.execute(stmt).first()
+        return None if row is None else self.decode(dict(row._mapping))
+
+    def requeue_failed(
+        self,
+        *,
+        transient_only: bool = False,
+        kind: str | None = None,
+        failure_class: str | None = None,
+        failed_before_age_ms: int | None = None,
+    ) -> int:
+        """Failed → ready with fresh attempts: every failed row, or those of ``kind``, of
+        ``failure_class``, failed at least ``failed_before_age_ms`` ago. ``transient_only``
+        skips unrecoverable ones.
 
         A failed row whose dedupe key an active row holds stays failed (the active row does
         that work); of several failed rows sharing a key only the newest returns.
         """
+
+        def where() -> list[Any]:
+            return self._failed_where(
+                transient_only=transient_only,
+                kind=kind,
+                failure_class=failure_class,
+                failed_before_age_ms=failed_before_age_ms,
+            )
+
         for _ in range(3):
             try:
-                return self._requeue_failed_once(transient_only)
+                return self._requeue_failed_once(where())
             except IntegrityError:
                 continue  # a producer enqueued the same dedupe key meanwhile: look again
-        return self._requeue_failed_once(transient_only)
+        return self._requeue_failed_once(where())
 
-    def _requeue_failed_once(self, transient_only: bool) -> int:
+    def _requeue_failed_once(self, where: Sequence[Any]) -> int:
         t, dedupe = self.t, self.table.dedupe
-        where = [self.status == self.word(Phase.FAILED)]
-        if transient_only:
-            where.append(self._transient())
         key = t.c[dedupe] if dedupe is not None else None
         with self.engine.begin() as c:
             picked = [t.c.id] if key is None else [t.c.id, key]
