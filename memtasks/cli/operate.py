@@ -24,11 +24,12 @@ from memtasks.cli.common import (
 )
 from memtasks.cli.jobs import list_command, show_command
 from memtasks.domain.clock import HOUR_MS
-from memtasks.services.admin import DECAY_PREFIX, Table, iso_utc, kinds_of, status_words
+from memtasks.services.admin import DECAY_PREFIX, Table, kinds_of, status_words
 from memtasks.services.consolidation_report import ConsolidationReport
 from memtasks.services.decay_runner import DecayRunner
 from memtasks.services.dry_run import unrecorded_dry_run
 from memtasks.services.holding import holding_for
+from memtasks.services.job_view import iso
 from memtasks.services.maintenance import consolidator_for
 from memtasks.services.plugins import attestation_verifier, summary_backend
 from memtasks.services.retrieval_failures import retrieval_report
@@ -99,8 +100,8 @@ def consolidate(
     if as_json:
         view = plain(report)
         view.update(
-            started_at=iso_utc(report.started_at_ms),
-            finished_at=iso_utc(report.finished_at_ms),
+            started_at=iso(report.started_at_ms),
+            finished_at=iso(report.finished_at_ms),
             recorded=not report.dry_run,
         )
         emit_json(view)
@@ -254,8 +255,8 @@ def failures_report(
         emit_json(
             {
                 "hours": hours,
-                "since": iso_utc(now - int(hours * HOUR_MS)),
-                "until": iso_utc(now),
+                "since": iso(now - int(hours * HOUR_MS)),
+                "until": iso(now),
                 "total": sum(r.count for r in summaries),
                 "groups": summaries,
             }

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from memtasks.cli.common import JSON_HELP, age, emit_json, out, state, when
 from memtasks.metrics import STATUSES
-from memtasks.services.admin import iso_utc
+from memtasks.services.job_view import iso
 from memtasks.services.status import StatusReport, status_report
 from memtasks.worker.routing import queue_of
 
@@ -29,7 +29,7 @@ def status(
 
 def as_dict(report: StatusReport, tree_uses_llm: bool) -> dict[str, Any]:
     return {
-        "now": iso_utc(report.now_ms),
+        "now": iso(report.now_ms),
         "now_ms": report.now_ms,
         "jobs": [
             {

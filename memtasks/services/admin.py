@@ -8,22 +8,18 @@ times as ISO-8601 UTC strings next to the raw milliseconds.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from memtasks.domain.decay import DecayKind
 from memtasks.domain.jobs import FailureClass, JobKind
 from memtasks.domain.lifecycle import DECAY_WORDS, MEM_TREE_WORDS, Phase
+from memtasks.services.job_view import DECAY_PREFIX, AnyJob, iso
+from memtasks.services.job_view import job_view as status_view
 from memtasks.services.runtime import Runtime
 from memtasks.storage.decay_queue import DecayJob
 from memtasks.storage.mem_tree_queue import Job
-
-DECAY_PREFIX = "dj_"
-
-AnyJob = Job | DecayJob
 
 
 class Table(StrEnum):
@@ -74,42 +70,15 @@ def phase_of(word: str) -> Phase:
     raise ValueError(f"unknown state word {word!r:.40}")
 
 
-def iso_utc(ms: int | None) -> str | None:
-    """Unix milliseconds as ISO-8601 UTC (``2025-01-02T03:04:05.678Z``); None stays None."""
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-MEM_TREE_TIMES = (
-    "created_at_ms",
-    "available_at_ms",
-    "dispatched_at_ms",
-    "started_at_ms",
-    "heartbeat_at_ms",
-    "locked_until_ms",
-    "completed_at_ms",
-    "updated_at_ms",
+TIMES = (
+    ("created_at", "created_at_ms"),
+    ("started_at", "started_at_ms"),
+    ("completed_at", "completed_at_ms"),
+    ("updated_at", "updated_at_ms"),
+    ("heartbeat_at", "heartbeat_at_ms"),
+    ("locked_until", "locked_until_ms"),
+    ("dispatched_at", "dispatched_at_ms"),
 )
-DECAY_TIMES = (
-    "created_at_ms",
-    "scheduled_for_ms",
-    "dispatched_at_ms",
-    "started_at_ms",
-    "heartbeat_at_ms",
-    "locked_until_ms",
-    "completed_at_ms",
-    "updated_at_ms",
-)
-
-
-def _times(job: AnyJob, names: Iterable[str]) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for name in names:
-        ms = getattr(job, name)
-        found[name.removesuffix("_ms")] = iso_utc(ms)
-        found[name] = ms
-    return found
 
 
 def _payload(text: str) -> Any:
@@ -120,49 +89,25 @@ def _payload(text: str) -> Any:
 
 
 def job_view(job: AnyJob) -> dict[str, Any]:
-    """One job of either table as a JSON-ready object: ``id``, ``table`` (``mem_tree`` or
-    ``decay``), ``kind``, ``status`` (the table's own word), ``attempts``, ``error`` (null or
-    text), the payload as an object, and every time as ISO-8601 UTC next to its ``…_ms``."""
+    """One job as an operator sees it: the status endpoint's object
+    (:func:`memtasks.services.job_view.job_view`, the same keys and words) plus what only an
+    operator needs — the payload (a decay job's sources and attestation flags), the backoff,
+    and the raw milliseconds next to every ISO-8601 time (``created_at_ms`` …)."""
+    view = status_view(job)
+    due = job.scheduled_for_ms if isinstance(job, DecayJob) else job.available_at_ms
+    view["due_at_ms"] = due
+    for key, column in TIMES:
+        ms = getattr(job, column, None)
+        view[key] = iso(ms)
+        view[column] = ms
+    view["last_backoff_ms"] = job.last_backoff_ms
     if isinstance(job, DecayJob):
-        error = job.last_error
-        if error is None and job.state.terminal:
-            error = job.state_reason
-        return {
-            "id": job.id,
-            "table": "decay",
-            "kind": job.kind,
-            "status": job.state.value,
-            "priority": job.priority,
-            "source_ids": _payload(job.source_ids_json),
-            "summary_method": job.summary_method,
-            "attestation_required": job.attestation_required,
-            "attestation_attached": job.attestation_json is not None,
-            "created_by": job.created_by,
-            "result_memory_id": job.result_memory_id,
-            "attempts": job.attempts,
-            "max_attempts": job.max_attempts,
-            "error": error,
-            "state_reason": job.state_reason,
-            "failure_class": None if job.failure_class is None else job.failure_class.value,
-            "last_backoff_ms": job.last_backoff_ms,
-            **_times(job, DECAY_TIMES),
-        }
-    return {
-        "id": job.id,
-        "table": "mem_tree",
-        "kind": job.kind,
-        "status": job.status.value,
-        "priority": job.priority,
-        "payload": _payload(job.payload_json),
-        "dedupe_key": job.dedupe_key,
-        "attempts": job.attempts,
-        "max_attempts": job.max_attempts,
-        "error": job.last_error,
-        "failure_reason": job.failure_reason,
-        "failure_class": None if job.failure_class is None else job.failure_class.value,
-        "last_backoff_ms": job.last_backoff_ms,
-        **_times(job, MEM_TREE_TIMES),
-    }
+        view["source_ids"] = _payload(job.source_ids_json)
+        view["attestation_required"] = job.attestation_required
+        view["attestation_attached"] = job.attestation_json is not None
+    else:
+        view["payload"] = _payload(job.payload_json)
+    return view
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +203,10 @@ class JobsAdmin:
 
 __all__ = [
     "DECAY_PREFIX",
+    "AnyJob",
     "JobsAdmin",
     "RequeueFilter",
     "Table",
-    "iso_utc",
     "job_view",
     "kinds_of",
     "phase_of",

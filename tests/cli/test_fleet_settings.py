@@ -176,6 +176,8 @@ def test_the_exporter_serves_on_the_port_and_address_of_its_settings(tmp_path: P
         "MEMTASKS_METRICS_PORT": str(port),
         "MEMTASKS_METRICS_ADDRESS": "127.0.0.1",
     }
+    memtasks = str(Path(sys.executable).parent / "memtasks")
+    subprocess.run([memtasks, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=60)
     exporter = subprocess.Popen(
         [str(Path(sys.executable).parent / "memtasks"), "metrics"],
         env=env,
