@@ -63,6 +63,44 @@ def produce(broker_url: str, prefix: str, tmp: Path) -> list[tuple[str, str]]:
     return [(kind, job_id) for kind, job_id in pairs]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def seen_done_through_the_status_endpoint(env: dict[str, str], pairs: list[tuple[str, str]]) -> None:
+    """Every id the producer holds, followed as a producer follows it: ``client.wait`` against
+    the ``memtasks metrics`` server's ``GET /jobs/<id>`` (no database access here)."""
+    port = free_port()
+    exporter = subprocess.Popen(
+        [str(Path(sys.executable).parent / "memtasks"), "metrics", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    client = MemtasksClient("redis://127.0.0.1:6379/15", status_url=f"http://127.0.0.1:{port}")
+    try:
+
+        def serving() -> bool:
+            assert exporter.poll() is None, exporter.stderr.read() if exporter.stderr else ""
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+                    return bool(reply.status == 200)
+            except OSError:
+                return False
+
+        wait_until(serving, 30, "the status endpoint answers")
+        seen = client.wait([job_id for _, job_id in pairs], timeout=60, poll_s=0.2)
+    finally:
+        client.close()
+        exporter.terminate()
+        exporter.wait(timeout=30)
+    assert {job_id: view["status"] for job_id, view in seen.items()} == {i: "done" for _, i in pairs}
+    assert {(view["kind"], job_id) for job_id, view in seen.items()} == set(pairs)
+
+
 def every_id_done(fleet: Fleet, db_url: str, pairs: list[tuple[str, str]], plain_tree: str) -> None:
     queue = MemTreeJobs(get_engine(db_url))
     ids = [job_id for _, job_id in pairs]
@@ -82,6 +120,7 @@ def every_id_done(fleet: Fleet, db_url: str, pairs: list[tuple[str, str]], plain
         return [r.status for r in found] == ["done"]
 
     wait_until(plain_done, 30, "the send_task without queue= is run", fleet)
+    seen_done_through_the_status_endpoint(fleet.env, pairs)
 
 
 def test_a_broker_only_producer_through_redis_then_rabbitmq(
