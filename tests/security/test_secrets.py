@@ -205,12 +205,13 @@ def test_status_and_db_current_show_no_secret(
         "MEMTASKS_BROKER_URL": broker_url,
         "MEMTASKS_LOCK_REDIS_URL": lock_url,
     }
+    upgraded = memtasks("db", "upgrade", env=env)
     enqueued = memtasks("enqueue", "mem-tree", "seal", "-p", '{"tree_id": "t", "level": 0}', env=env)
     assert enqueued.returncode == 0, enqueued.stderr
     shown = memtasks("status", env=env)
     as_json = memtasks("status", "--json", env=env)
     current = memtasks("db", "current", env=env)
-    for done in (enqueued, shown, as_json, current):
+    for done in (upgraded, enqueued, shown, as_json, current):
         assert done.returncode == 0, done.stderr
         assert_no_secret(done.stdout + done.stderr, f"`memtasks {' '.join(done.args[1:])}`", password)
         assert_no_secret(done.stdout + done.stderr, f"`memtasks {' '.join(done.args[1:])}`")
@@ -248,6 +249,8 @@ def test_command_errors_are_one_line_without_the_secret(
     args: list[str], env: dict[str, str], names_it: str, tmp_path: Path
 ) -> None:
     env = {"MEMTASKS_DATABASE_URL": f"sqlite:///{tmp_path}/e.sqlite3", **env}
+    if args[-1] == "consolidate":  # a database to consolidate, so that the lock server is reached
+        assert memtasks("db", "upgrade", env=env).returncode == 0
     done = memtasks(*args, env=env)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
@@ -260,6 +263,7 @@ def test_command_errors_are_one_line_without_the_secret(
 def test_a_wrong_redis_user_is_one_line_without_the_secret(tmp_path: Path, private_redis: str) -> None:
     url = private_redis.replace("redis://:", "redis://nosuchuser:") + "/1"
     env = {"MEMTASKS_DATABASE_URL": f"sqlite:///{tmp_path}/e.sqlite3", "MEMTASKS_LOCK_REDIS_URL": url}
+    assert memtasks("db", "upgrade", env=env).returncode == 0
     done = memtasks("consolidate", env=env)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
@@ -272,6 +276,7 @@ def test_a_wrong_redis_user_is_one_line_without_the_secret(tmp_path: Path, priva
 )
 def test_an_unreachable_broker_loses_no_job_and_shows_no_secret(tmp_path: Path, broker: str) -> None:
     env = {"MEMTASKS_DATABASE_URL": f"sqlite:///{tmp_path}/e.sqlite3", "MEMTASKS_BROKER_URL": broker}
+    assert memtasks("db", "upgrade", env=env).returncode == 0
     done = memtasks("enqueue", "mem-tree", "seal", "-p", '{"tree_id": "t", "level": 0}', env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().startswith("job:")
@@ -348,6 +353,7 @@ def test_a_worker_retrying_an_unreachable_database_logs_it_masked(
 @pytest.mark.integration
 def test_the_metrics_exporter_shows_no_secret(pg_with_secret: tuple[str, str], tmp_path: Path) -> None:
     db_url, password = pg_with_secret
+    assert memtasks("db", "upgrade", env={"MEMTASKS_DATABASE_URL": db_url}).returncode == 0
     port = free_port()
     log = tmp_path / "metrics.log"
     with log.open("wb") as sink:

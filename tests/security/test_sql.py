@@ -243,7 +243,7 @@ def test_hostile_values_are_stored_and_looked_up_literally(
     code, _, err = cli("jobs", "cancel", f"dj_{DROP}")
     assert code == 1 and "no job" in err
     code, _, err = cli("jobs", "list", "--kind", f"seal{ALWAYS}")
-    assert code == 1 and "unknown job kind" in err
+    assert code == 2 and "unknown job kind" in err, "a usage error: the valid kinds are listed"
     code, out, _ = cli("jobs", "show", job_id, "--json")
     assert code == 0 and json.loads(out)["dedupe_key"] == DROP
 
