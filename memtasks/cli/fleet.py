@@ -225,8 +225,8 @@ def metrics(
 
     s = state(ctx)
     app, _ = exporter_app(
-        s.runtime.engine,
-        clock=s.runtime.jobs.clock,
+        s.reader.engine,
+        clock=s.reader.jobs.clock,
         interval_s=s.settings.metrics_interval_s,
         tree_uses_llm=s.settings.tree_uses_llm,
     )
