@@ -97,6 +97,8 @@ def seen_done_through_the_status_endpoint(env: dict[str, str], pairs: list[tuple
         client.close()
         exporter.terminate()
         exporter.wait(timeout=30)
+        if exporter.stderr:
+            exporter.stderr.close()
     assert {job_id: view["status"] for job_id, view in seen.items()} == {i: "done" for _, i in pairs}
     assert {(view["kind"], job_id) for job_id, view in seen.items()} == set(pairs)
 
