@@ -89,6 +89,20 @@ class Settings(BaseSettings):
     sqlite_journal_mode: str = "wal"
     sqlite_busy_timeout_s: PositiveSeconds = 15.0
     pool_size: int = Field(default=5, ge=1, le=1_000)
+    db_lock_timeout_s: PositiveSeconds = Field(
+        default=1.0,
+        description="PostgreSQL: longest wait for a row lock; a job that meets one is deferred",
+    )
+    db_idle_in_transaction_s: PositiveSeconds | None = Field(
+        default=None,
+        description="PostgreSQL: the server ends a session idle inside a transaction this long"
+        " (a lost host's locks are released); default: the lease",
+    )
+    db_dead_peer_s: PositiveSeconds = Field(
+        default=15.0,
+        description="PostgreSQL: keepalives and tcp_user_timeout give up on a silent peer"
+        " after about this long",
+    )
 
     lease_s: PositiveSeconds = 300.0
     backoff_base_s: PositiveSeconds = 60.0

@@ -43,6 +43,7 @@ from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.services.attestation import AttestationVerifier
 from memtasks.services.holding import Holding, Permit, PermitsBusy
 from memtasks.storage.decay_queue import DecayJob, DecayJobs, log_stage
+from memtasks.storage.lock_wait import is_lock_timeout
 from memtasks.storage.memory_repo import MemoryStore
 
 log = logging.getLogger("memtasks.decay")
@@ -256,6 +257,15 @@ class DecayRunner:
         return memory_id
 
     def _settle_failure(self, job: DecayJob, exc: Exception) -> None:
+        if is_lock_timeout(exc):
+            deferred = self.decay_jobs.defer_lock_wait(job.lease, f"{type(exc).__name__}: {exc}")
+            if deferred is None:
+                raise SettleFenced(f"decay job {job.id}: lease lost before it stepped aside") from exc
+            log_stage(
+                "settle", job.id, f"met a row lock; deferred to {deferred.retry_at_ms}, attempt refunded"
+            )
+            exc.add_note(f"decay job {job.id} met a row lock held by another transaction; it will retry")
+            return
         reason = _reason(exc)
         failure_class = (
             FailureClass.UNRECOVERABLE if isinstance(exc, ValidationError) else FailureClass.TRANSIENT

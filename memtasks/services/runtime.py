@@ -34,6 +34,9 @@ def engine_options(
         breaker_cooldown_s=settings.breaker_cooldown_s,
         read_only=read_only,
         create=(migrate is None or migrate) if create is None else create,
+        lock_timeout_s=settings.db_lock_timeout_s,
+        idle_in_transaction_s=settings.db_idle_in_transaction_s or settings.lease_s,
+        dead_peer_s=settings.db_dead_peer_s,
     )
 
 

@@ -47,6 +47,15 @@ class EngineOptions:
     create: bool = True
     """A SQLite file that does not exist is created (with its directory); False: an error
     naming the path. Implied False by ``read_only``."""
+    lock_timeout_s: float = 1.0
+    """PostgreSQL: a statement waits at most this long for a row lock, then fails (see
+    ``memtasks.storage.lock_wait``); a job that meets one is deferred, its attempt refunded."""
+    idle_in_transaction_s: float = 300.0
+    """PostgreSQL: the server ends a session left idle inside a transaction this long — a
+    host that vanished mid-transaction releases its row locks (sized against the lease)."""
+    dead_peer_s: float = 15.0
+    """PostgreSQL: TCP keepalives and ``tcp_user_timeout`` on both ends, so the server drops a
+    lost client's session, and a client a dead server's connection, within about this long."""
 
 
 def mask_url(url: str | URL) -> str:
@@ -182,14 +191,56 @@ def _open(url: URL, options: EngineOptions) -> Engine:
     return _open_postgresql(url, options)
 
 
-def _open_postgresql(url: URL, options: EngineOptions) -> Engine:
-    connect_args: dict[str, Any] = {"connect_timeout": options.connect_timeout_s}
+def session_settings(options: EngineOptions) -> dict[str, str]:
+    """The server settings every memtasks session on PostgreSQL starts with.
+
+    Nobody waits on a lost host: a row lock is waited for ``lock_timeout`` at most; a session
+    idle inside a transaction (its host cut off mid-transaction, or stopped) is ended by the
+    server after ``idle_in_transaction_session_timeout``, its locks released; keepalives and
+    ``tcp_user_timeout`` let the server notice a peer that is gone where TCP can tell.
+    """
+    keepalive = _keepalive(options.dead_peer_s)
+    settings = {
+        "lock_timeout": f"{_ms(options.lock_timeout_s)}",
+        "idle_in_transaction_session_timeout": f"{_ms(options.idle_in_transaction_s)}",
+        "tcp_keepalives_idle": str(keepalive["keepalives_idle"]),
+        "tcp_keepalives_interval": str(keepalive["keepalives_interval"]),
+        "tcp_keepalives_count": str(keepalive["keepalives_count"]),
+        "tcp_user_timeout": str(keepalive["tcp_user_timeout"]),
+    }
     if options.read_only:
         # Every transaction of the session is read-only: a write fails instead of happening.
-        # The URL's own ``options`` (a search_path, say) are kept: connect_args replaces them.
-        given = url.query.get("options")
-        given = " ".join(given) if isinstance(given, tuple) else (given or "")
-        connect_args["options"] = f"{given} -c default_transaction_read_only=on".strip()
+        settings["default_transaction_read_only"] = "on"
+    return settings
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _keepalive(dead_peer_s: float) -> dict[str, int]:
+    """libpq's keepalive parameters (and the server's of the same names) that give up on a
+    silent peer after about ``dead_peer_s``: idle a third of it, then up to 5 probes."""
+    idle = max(1, int(dead_peer_s / 3))
+    remaining = dead_peer_s - idle
+    count = max(1, min(5, int(remaining)))
+    return {
+        "keepalives": 1,
+        "keepalives_idle": idle,
+        "keepalives_interval": max(1, int(remaining / count)),
+        "keepalives_count": count,
+        "tcp_user_timeout": _ms(dead_peer_s),
+    }
+
+
+def _open_postgresql(url: URL, options: EngineOptions) -> Engine:
+    connect_args: dict[str, Any] = {"connect_timeout": options.connect_timeout_s}
+    connect_args.update(_keepalive(options.dead_peer_s))
+    # The URL's own ``options`` (a search_path, say) are kept: connect_args replaces them.
+    given = url.query.get("options")
+    given = " ".join(given) if isinstance(given, tuple) else (given or "")
+    ours = " ".join(f"-c {name}={value}" for name, value in session_settings(options).items())
+    connect_args["options"] = f"{given} {ours}".strip()
     engine = create_engine(
         url,
         pool_size=options.pool_size,

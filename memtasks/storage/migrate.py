@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, text
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number: the advisory lock that serialises PostgreSQL migrations.
 PG_MIGRATION_LOCK = 0x6D656D7461736B73
+MIGRATION_LOCK_TIMEOUT = "5min"
 
 
 def alembic_config() -> Config:
@@ -31,6 +32,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     config = alembic_config()
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            # A migration may wait for another process's migration and for the locks of
+            # running transactions longer than a worker's statement would (lock_timeout).
+            conn.execute(text("SELECT set_config('lock_timeout', :t, true)"), {"t": MIGRATION_LOCK_TIMEOUT})
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_MIGRATION_LOCK})
         if _current(conn) == head_revision():
             return

@@ -26,6 +26,7 @@ from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
 from memtasks.services.mem_tree.context import Defer, Followup, HandlerContext
 from memtasks.services.mem_tree.registry import HandlerRegistry
+from memtasks.storage.lock_wait import is_lock_timeout
 from memtasks.storage.mem_tree_queue import Job, MemTreeJobs
 from memtasks.storage.tree_repo import TreeStore
 
@@ -190,6 +191,8 @@ class Transactions:
         return RunResult(job.id, job.kind, Outcome.DONE, job.attempts, followups)
 
     def _fail(self, job: Job, exc: Exception) -> RunResult:
+        if is_lock_timeout(exc):
+            return self._lock_wait(job, exc)
         if isinstance(exc, ValidationError):
             failure_class, reason = FailureClass.UNRECOVERABLE, exc.code
         else:
@@ -216,6 +219,33 @@ class Transactions:
             outcome.attempts,
             error=message,
             retry_at_ms=outcome.retry_at_ms,
+        )
+
+    def _lock_wait(self, job: Job, exc: Exception) -> RunResult:
+        """A row the handler needed was locked past ``lock_timeout`` by another transaction —
+        maybe a lost host's that the server has not ended yet. Waiting longer would hold this
+        worker up; the job steps aside instead, its attempt refunded, and comes back shortly."""
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0][:MAX_ERROR_CHARS]
+        deferred = self.jobs.defer_lock_wait(job.lease, message)
+        if deferred is None:
+            log.warning("memtasks.mem_tree: job %s met a lock after losing its lease", job.id)
+            return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts, error=message)
+        log.warning(
+            "memtasks.mem_tree: job %s (%s) met a row lock held by another transaction; "
+            "deferred to %s, attempt refunded",
+            job.id,
+            job.kind,
+            deferred.retry_at_ms,
+        )
+        if deferred.terminal:
+            return RunResult(job.id, job.kind, Outcome.FAILED, deferred.attempts, error=message)
+        return RunResult(
+            job.id,
+            job.kind,
+            Outcome.DEFERRED,
+            deferred.attempts,
+            error=message,
+            retry_at_ms=deferred.retry_at_ms,
         )
 
 

@@ -41,6 +41,10 @@ R = TypeVar("R")
 MAX_ERROR_CHARS = 4_000
 RECOVER_BATCH = 1_000
 PAIRS_CHUNK = 5_000
+LOCK_RETRY_MS = 2_000
+"""A job whose handler met a lock held by another transaction is due again after this long
+(plus up to as much again, at random, so the jobs that met one lock do not meet it together)."""
+LOCK_WAIT_REASON = "lock_wait"
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +266,15 @@ class LeasedQueue(Generic[R]):
             terminal=False, retry_at_ms=int(row[self.table.due]), attempts=int(row["attempts"])
         )
 
+    def defer_lock_wait(self, lease: Lease, error: str) -> FailureOutcome | None:
+        """The handler waited ``lock_timeout`` for a row another transaction holds (a slow one,
+        or a lost host's not yet ended by the server): hand the job back for a little while
+        with its attempt refunded. None when the lease no longer holds."""
+        delay = LOCK_RETRY_MS + int(self.random() * LOCK_RETRY_MS)
+        return self.settle_deferred(
+            lease, self.clock() + delay, reason=truncate(f"{LOCK_WAIT_REASON}: {error}")
+        )
+
     # ── recovery ─────────────────────────────────────────────────────────────
 
     def recover_expired(self) -> RecoverResult:
@@ -327,4 +340,12 @@ class LeasedQueue(Generic[R]):
         return bool(self._run(self.sql.postpone, {"id": job_id, "delay_ms": delay_ms}).rowcount == 1)
 
 
-__all__ = ["FailureOutcome", "LeasedQueue", "QueueConfig", "RecoverResult", "truncate"]
+__all__ = [
+    "LOCK_RETRY_MS",
+    "LOCK_WAIT_REASON",
+    "FailureOutcome",
+    "LeasedQueue",
+    "QueueConfig",
+    "RecoverResult",
+    "truncate",
+]
