@@ -56,9 +56,7 @@ LOST_HOST = textwrap.dedent(
 @pytest.fixture
 def lost_host(pg_schema: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """A process holding the buffer row of tree t1, level 0, in an open transaction, stopped."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LOST_HOST, pg_schema], stdout=subprocess.PIPE, text=True
-    )
+    proc = subprocess.Popen([sys.executable, "-c", LOST_HOST, pg_schema], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         backend = int(proc.stdout.readline())
