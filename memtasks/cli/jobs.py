@@ -124,6 +124,7 @@ def show_command(ctx: typer.Context, job_id: str, as_json: bool) -> None:
         emit_json(view)
         return
     now = admin.now()
+    history = view.pop("attempt_history")
     for key, value in view.items():
         if key.endswith("_ms") and key != "last_backoff_ms":
             continue  # shown with its readable twin below
@@ -132,6 +133,14 @@ def show_command(ctx: typer.Context, job_id: str, as_json: bool) -> None:
         if isinstance(value, dict | list):
             value = json.dumps(value, ensure_ascii=False)
         out.print(f"{key:>22}: {'—' if value is None else value}", markup=False)
+    out.print(f"{'attempt_history':>22}: {'—' if not history else ''}", markup=False)
+    for entry in history:
+        error = f"  {entry['error']}" if entry["error"] else ""
+        out.print(
+            f"{'':>24}#{entry['attempt']} {entry['outcome']} on {entry['worker'] or '?'}"
+            f" ({entry['started_at'] or '?'} → {entry['ended_at'] or '?'}){error}",
+            markup=False,
+        )
 
 
 @app.command("show")

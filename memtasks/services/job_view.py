@@ -8,13 +8,18 @@ or cancelled), ``priority``, ``attempts``, ``max_attempts``, ``error``,
 (``2026-12-04T10:00:00.123Z``, null when unset): ``created_at``, ``due_at``,
 ``started_at`` (of the last attempt), ``completed_at``, ``updated_at``, ``heartbeat_at``,
 ``locked_until``; then the table's own fields (``dedupe_key``; ``created_by``,
-``summary_method``, ``result_memory_id``). ``error`` is the last attempt's error, or
+``summary_method``, ``result_memory_id``); ``claimed_by``, the worker (``host:pid``) of the
+last claim, and ``attempt_history``, one object per finished attempt, oldest first (the last
+20): ``attempt``, ``worker``, ``started_at``, ``ended_at``, ``outcome`` (``done``, ``retry``,
+``failed``, ``deferred``, ``released`` at a worker's shutdown, ``lease_expired`` when its
+worker was lost and the lease recovered) and ``error``. ``error`` is the last attempt's error, or
 the reason a failed job failed; URLs in it are masked. The payload, the lease token and
 the decay job's sources are left out: whoever can poll a job's status needs none of them.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -46,6 +51,32 @@ def iso(ms: int | None) -> str | None:
 
 def _text(value: str | None) -> str | None:
     return None if value is None else mask_urls_in(value)
+
+
+def attempt_history(stored: str | None) -> list[dict[str, Any]]:
+    """The stored ``attempt_history`` (JSON written by the queue's statements), readable."""
+    try:
+        entries = json.loads(stored) if stored else []
+    except ValueError:
+        return []
+    if not isinstance(entries, list):
+        return []
+    return [
+        {
+            "attempt": entry.get("attempt"),
+            "worker": entry.get("worker"),
+            "started_at": iso(_int(entry.get("started_ms"))),
+            "ended_at": iso(_int(entry.get("ended_ms"))),
+            "outcome": entry.get("outcome"),
+            "error": _text(entry.get("error")),
+        }
+        for entry in entries
+        if isinstance(entry, dict)
+    ]
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int | float) else None
 
 
 def job_view(record: AnyJob) -> dict[str, Any]:
@@ -86,6 +117,8 @@ def job_view(record: AnyJob) -> dict[str, Any]:
         "heartbeat_at": iso(record.heartbeat_at_ms),
         "locked_until": iso(record.locked_until_ms),
         **extra,
+        "claimed_by": record.claimed_by,
+        "attempt_history": attempt_history(record.attempt_history),
     }
 
 

@@ -77,6 +77,8 @@ class DecayJob:
     completed_at_ms: int | None = None
     heartbeat_at_ms: int | None = None
     attestation_json: str | None = None
+    claimed_by: str | None = None
+    attempt_history: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DecayJob:

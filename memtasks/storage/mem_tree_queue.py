@@ -64,6 +64,8 @@ class Job:
     dispatched_at_ms: int | None = None
     last_backoff_ms: int | None = None
     updated_at_ms: int | None = None
+    claimed_by: str | None = None
+    attempt_history: str | None = None
 
     @classmethod
     def from_row(cls, m: Mapping[str, Any]) -> Job:
@@ -89,6 +91,8 @@ class Job:
             dispatched_at_ms=m.get("dispatched_at_ms"),
             last_backoff_ms=m.get("last_backoff_ms"),
             updated_at_ms=m.get("updated_at_ms"),
+            claimed_by=m.get("claimed_by"),
+            attempt_history=m.get("attempt_history"),
         )
 
     @property

@@ -74,6 +74,9 @@ mem_tree_jobs = Table(
     Column("last_backoff_ms", BigInteger),
     # When the row last changed (the database's clock, like every time the queue writes).
     Column("updated_at_ms", BigInteger, nullable=False, server_default=text("0")),
+    # The worker (host:pid) of the last claim, and what each attempt did (JSON array, 0008).
+    Column("claimed_by", String(200)),
+    Column("attempt_history", Text),
     CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
     CheckConstraint(
         "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
@@ -125,6 +128,8 @@ decay_jobs = Table(
     Column("heartbeat_at_ms", BigInteger),
     # An operator's signed attestation handed to the fleet with the job (LLM summaries only).
     Column("attestation_json", Text),
+    Column("claimed_by", String(200)),
+    Column("attempt_history", Text),
     CheckConstraint(_one_of("state", [s.value for s in DecayState]), name="state"),
     CheckConstraint(_one_of("kind", [k.value for k in DecayKind]), name="kind"),
     CheckConstraint(_one_of("summary_method", [m.value for m in SummaryMethod]), name="summary_method"),

@@ -21,8 +21,9 @@ def test_four_processes_claim_each_job_exactly_once(db_url: str, engine, batch: 
     ids = jobs.enqueue_many([NewJob(kinds[i % len(kinds)], {"i": i}) for i in range(2_000)])
     assert all(ids)
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        per_process = pool.starmap(claim_until_empty, [(db_url, batch)] * 4)
+    with ctx.Manager() as manager, ctx.Pool(4) as pool:
+        start = manager.Barrier(4)  # no claimer starts before all four are ready
+        per_process = pool.starmap(claim_until_empty, [(db_url, batch, start)] * 4, chunksize=1)
     claimed = Counter(job_id for ids_ in per_process for job_id in ids_)
     assert len(claimed) == 2_000, "no job lost"
     assert max(claimed.values()) == 1, "no job claimed twice"

@@ -36,7 +36,7 @@ def test_stored_dry_runs_take_their_outcome_and_get_it_back_on_a_downgrade(db_ur
     with pytest.raises(IntegrityError):
         _insert(engine, True, "dry_run")
 
-    upgrade(engine)
+    upgrade(engine, "0007")
     assert current_revision(engine) == "0007"
     assert _outcomes(engine) == [(True, "dry_run"), (False, "ran"), (False, "skipped"), (False, "failed")]
     _insert(engine, True, "dry_run")

@@ -54,7 +54,14 @@ def test_a_claim_commits_without_waiting_for_the_flush_and_a_settle_waits(pg_sch
     assert unflushed == {"claim_by_id", "claim_batch", "claim_next"}
     jobs = MemTreeJobs(engine)
     jobs.enqueue_many([NewJob(JobKind.SEAL, {"tree_id": "t", "level": 0})])
-    params = {"now": None, "limit": 1, "kinds": None, "lease_ms": 60_000, "token": "t" * 32}
+    params = {
+        "now": None,
+        "limit": 1,
+        "kinds": None,
+        "lease_ms": 60_000,
+        "token": "t" * 32,
+        "worker": "host:1",
+    }
     with engine.begin() as conn:  # the setting lasts to the end of the transaction it ran in
         conn.exec_driver_sql(built.claim_next.sql, params).all()
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"

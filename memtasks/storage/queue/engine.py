@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random as _random
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -68,6 +70,17 @@ class FailureOutcome:
 class RecoverResult:
     requeued: list[str]
     failed: list[str]
+
+
+_HOST: list[str] = []
+
+
+def worker_identity() -> str:
+    """Who claims: ``host:pid`` of this process (the host read once, the pid every time — a
+    forked pool process is a worker of its own). Recorded in ``claimed_by`` and each attempt."""
+    if not _HOST:
+        _HOST.append(socket.gethostname()[:120] or "unknown-host")
+    return f"{_HOST[0]}:{os.getpid()}"
 
 
 def truncate(message: str, limit: int = MAX_ERROR_CHARS) -> str:
@@ -157,6 +170,7 @@ class LeasedQueue(Generic[R]):
             "lease_ms": self.config.lease_ms if lease_ms is None else lease_ms,
             "token": new_token(),
             "early_ms": early_ms,
+            "worker": worker_identity(),
         }
         result = self._run(self.sql.claim_by_id, params)
         return self.decode(result.rows[0]) if result.rows else None
@@ -172,6 +186,7 @@ class LeasedQueue(Generic[R]):
             "kinds": None if not kinds else self._list([str(k) for k in kinds]),
             "lease_ms": self.config.lease_ms if lease_ms is None else lease_ms,
             "token": new_token(),
+            "worker": worker_identity(),
         }
         statement = self.sql.claim_next if limit == 1 else self.sql.claim_batch
         rows = self._run(statement, params).rows

@@ -33,13 +33,30 @@ NOW = (
     " CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)) AS now)"
 )
 
+HISTORY_KEPT = 20
+"""``attempt_history`` keeps the last this many attempts of a job."""
+
+
+def _history(outcome: str, error: str) -> str:
+    """The ``SET`` item that appends the ending attempt to ``attempt_history`` (a JSON array,
+    the oldest entry dropped past :data:`HISTORY_KEPT`). It reads the row as the claim left it:
+    the attempt's number, its worker and start."""
+    past = "COALESCE(CAST(j.attempt_history AS jsonb), CAST('[]' AS jsonb))"
+    return (
+        f" attempt_history = CAST((CASE WHEN jsonb_array_length({past}) >= {HISTORY_KEPT}"
+        f" THEN {past} - 0 ELSE {past} END) || jsonb_build_array(jsonb_build_object("
+        "'attempt', j.attempts, 'worker', j.claimed_by, 'started_ms', j.started_at_ms,"
+        f" 'ended_ms', n.now, 'outcome', {outcome}, 'error', {error})) AS text)"
+    )
+
+
 NOW_UNFLUSHED = NOW.removesuffix(")") + ", set_config('synchronous_commit', 'off', true) AS unflushed)"
 """``NOW``, and this statement's transaction commits without waiting for the WAL flush."""
 
 CLAIM_BY_ID = (
     NOW_UNFLUSHED + " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
     " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
-    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
+    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL, claimed_by = %(worker)s"
     " FROM n WHERE j.id = %(id)s AND j.{status} = '{ready}' AND j.{due} <= n.now + %(early_ms)s"
     " AND {claimable}"
     " RETURNING j.*"
@@ -52,7 +69,7 @@ CLAIM_BATCH = (
     " ORDER BY j.priority, j.{due} LIMIT %(limit)s FOR UPDATE OF j SKIP LOCKED)"
     " UPDATE {table} AS j SET {status} = '{running}', attempts = j.attempts + 1,"
     " started_at_ms = n.now, updated_at_ms = n.now, locked_until_ms = n.now + %(lease_ms)s,"
-    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL"
+    " lease_token = %(token)s, heartbeat_at_ms = NULL, last_error = NULL, claimed_by = %(worker)s"
     " FROM n WHERE j.id = ANY(ARRAY(SELECT picked.id FROM picked)) RETURNING j.*"
 )
 
@@ -67,13 +84,13 @@ HEARTBEAT = (
 
 SETTLE_DONE = (
     NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
-    " locked_until_ms = NULL, lease_token = NULL"
+    " locked_until_ms = NULL, lease_token = NULL," + _history("'done'", "NULL") + ""
     " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
 )
 
 SETTLE_DONE_MANY = (
     NOW + " UPDATE {table} AS j SET {status} = '{done}', completed_at_ms = n.now, updated_at_ms = n.now,"
-    " locked_until_ms = NULL, lease_token = NULL"
+    " locked_until_ms = NULL, lease_token = NULL," + _history("'done'", "NULL") + ""
     " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
     " WHERE j.id = ANY(CAST(%(ids)b AS text[])) AND j.id = l.id AND j.lease_token = l.token"
     " AND j.{status} = '{running}'"
@@ -83,7 +100,7 @@ SETTLE_RETRY = (
     NOW + " UPDATE {table} AS j SET {status} = '{ready}', {due} = n.now + %(retry_in_ms)s,"
     " last_backoff_ms = %(retry_in_ms)s, last_error = %(error)s, failure_class = %(failure_class)s,"
     " {reason} = %(reason)s, locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL,"
-    " updated_at_ms = n.now"
+    " updated_at_ms = n.now," + _history("'retry'", "CAST(%(error)s AS text)") + ""
     " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
     " RETURNING j.{due}"
 )
@@ -91,7 +108,7 @@ SETTLE_RETRY = (
 SETTLE_FAILED = (
     NOW + " UPDATE {table} AS j SET {status} = '{failed}', completed_at_ms = n.now, updated_at_ms = n.now,"
     " last_error = %(error)s, failure_class = %(failure_class)s, {reason} = %(reason)s,"
-    " locked_until_ms = NULL, lease_token = NULL"
+    " locked_until_ms = NULL, lease_token = NULL," + _history("'failed'", "CAST(%(error)s AS text)") + ""
     " FROM n WHERE j.id = %(id)s AND j.lease_token = %(token)s AND j.{status} = '{running}'"
     " RETURNING j.{due}"
 )
@@ -108,15 +125,19 @@ SETTLE_DEFERRED = (
     " {reason} = CASE WHEN aged.aged THEN %(age_reason)s ELSE j.{reason} END,"
     " failure_class = CASE WHEN aged.aged THEN 'unrecoverable' ELSE j.failure_class END,"
     " last_error = CASE WHEN aged.aged THEN COALESCE(%(error)s, %(age_reason)s) ELSE %(error)s END,"
-    " dispatched_at_ms = NULL, locked_until_ms = NULL, lease_token = NULL, updated_at_ms = n.now"
-    " FROM n, aged WHERE j.id = aged.id AND j.lease_token = %(token)s AND j.{status} = '{running}'"
+    " dispatched_at_ms = NULL, locked_until_ms = NULL, lease_token = NULL, updated_at_ms = n.now,"
+    + _history(
+        "CASE WHEN aged.aged THEN 'failed' ELSE 'deferred' END",
+        "COALESCE(CAST(%(error)s AS text), CASE WHEN aged.aged THEN CAST(%(age_reason)s AS text) END)",
+    )
+    + " FROM n, aged WHERE j.id = aged.id AND j.lease_token = %(token)s AND j.{status} = '{running}'"
     " RETURNING j.{status}, j.{due}, j.attempts"
 )
 
 RELEASE_MANY = (
     NOW + " UPDATE {table} AS j SET {status} = '{ready}', {due} = n.now,"
     " attempts = GREATEST(j.attempts - 1, 0), locked_until_ms = NULL, lease_token = NULL,"
-    " dispatched_at_ms = NULL, updated_at_ms = n.now"
+    " dispatched_at_ms = NULL, updated_at_ms = n.now," + _history("'released'", "NULL") + ""
     " FROM n, unnest(CAST(%(ids)b AS text[]), CAST(%(tokens)b AS text[])) AS l(id, token)"
     " WHERE j.id = ANY(CAST(%(ids)b AS text[])) AND j.id = l.id AND j.lease_token = l.token"
     " AND j.{status} = '{running}'"
@@ -135,8 +156,9 @@ RECOVER_EXPIRED = (
     " {reason} = CASE WHEN j.attempts >= j.max_attempts THEN %(exhausted)s ELSE j.{reason} END,"
     " failure_class = CASE WHEN j.attempts >= j.max_attempts THEN 'transient' ELSE j.failure_class END,"
     " last_error = COALESCE(j.last_error, %(recovered)s),"
-    " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = n.now"
-    " FROM n WHERE j.id = ANY(ARRAY(SELECT expired.id FROM expired)) RETURNING j.id, j.{status}"
+    " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = n.now,"
+    + _history("'lease_expired'", "CAST(%(recovered)s AS text)")
+    + " FROM n WHERE j.id = ANY(ARRAY(SELECT expired.id FROM expired)) RETURNING j.id, j.{status}"
 )
 
 MARK_FOR_DISPATCH = (

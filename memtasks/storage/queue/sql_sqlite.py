@@ -14,10 +14,25 @@ from __future__ import annotations
 
 NOW = "COALESCE(:now, CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER))"
 
+HISTORY_KEPT = 20
+
+
+def _history(outcome: str, error: str) -> str:
+    """The ``SET`` item that appends the ending attempt to ``attempt_history`` (see
+    ``sql_postgresql._history``)."""
+    past = "COALESCE(attempt_history, '[]')"
+    return (
+        f" attempt_history = json_insert(CASE WHEN json_array_length({past}) >= {HISTORY_KEPT}"
+        f" THEN json_remove({past}, '$[0]') ELSE {past} END, '$[#]', json_object("
+        "'attempt', attempts, 'worker', claimed_by, 'started_ms', started_at_ms,"
+        f" 'ended_ms', {NOW}, 'outcome', {outcome}, 'error', {error}))"
+    )
+
+
 _CLAIM_SET = (
     " SET {status} = '{running}', attempts = attempts + 1, started_at_ms = " + NOW + ","
     " updated_at_ms = " + NOW + ", locked_until_ms = " + NOW + " + :lease_ms,"
-    " lease_token = :token, heartbeat_at_ms = NULL, last_error = NULL"
+    " lease_token = :token, heartbeat_at_ms = NULL, last_error = NULL, claimed_by = :worker"
 )
 
 CLAIM_BY_ID = (
@@ -44,7 +59,7 @@ HEARTBEAT = "UPDATE {table} SET locked_until_ms = " + NOW + " + :lease_ms, heart
 
 _DONE_SET = (
     " SET {status} = '{done}', completed_at_ms = " + NOW + ", updated_at_ms = " + NOW + ","
-    " locked_until_ms = NULL, lease_token = NULL"
+    " locked_until_ms = NULL, lease_token = NULL," + _history("'done'", "NULL")
 )
 SETTLE_DONE = "UPDATE {table}" + _DONE_SET + _FENCE
 SETTLE_DONE_MANY = "UPDATE {table}" + _DONE_SET + _FENCE_MANY
@@ -53,13 +68,16 @@ SETTLE_RETRY = (
     "UPDATE {table} SET {status} = '{ready}', {due} = " + NOW + " + :retry_in_ms,"
     " last_backoff_ms = :retry_in_ms, last_error = :error, failure_class = :failure_class,"
     " {reason} = :reason, locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL,"
-    " updated_at_ms = " + NOW + _FENCE + " RETURNING {due}"
+    " updated_at_ms = " + NOW + "," + _history("'retry'", ":error") + _FENCE + " RETURNING {due}"
 )
 
 SETTLE_FAILED = (
     "UPDATE {table} SET {status} = '{failed}', completed_at_ms = " + NOW + ", updated_at_ms = " + NOW + ","
     " last_error = :error, failure_class = :failure_class, {reason} = :reason,"
-    " locked_until_ms = NULL, lease_token = NULL" + _FENCE + " RETURNING {due}"
+    " locked_until_ms = NULL, lease_token = NULL,"
+    + _history("'failed'", ":error")
+    + _FENCE
+    + " RETURNING {due}"
 )
 
 _AGED = "(" + NOW + " - created_at_ms > :max_age_ms)"
@@ -74,6 +92,11 @@ SETTLE_DEFERRED = (
     " last_error = CASE WHEN " + _AGED + " THEN COALESCE(:error, :age_reason) ELSE :error END,"
     " dispatched_at_ms = NULL, locked_until_ms = NULL, lease_token = NULL, updated_at_ms = "
     + NOW
+    + ","
+    + _history(
+        "CASE WHEN " + _AGED + " THEN 'failed' ELSE 'deferred' END",
+        "COALESCE(:error, CASE WHEN " + _AGED + " THEN :age_reason END)",
+    )
     + _FENCE
     + " RETURNING {status}, {due}, attempts"
 )
@@ -82,6 +105,8 @@ RELEASE_MANY = (
     "UPDATE {table} SET {status} = '{ready}', {due} = " + NOW + ", attempts = max(attempts - 1, 0),"
     " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = "
     + NOW
+    + ","
+    + _history("'released'", "NULL")
     + _FENCE_MANY
 )
 
@@ -96,6 +121,8 @@ RECOVER_EXPIRED = (
     " last_error = COALESCE(last_error, :recovered),"
     " locked_until_ms = NULL, lease_token = NULL, dispatched_at_ms = NULL, updated_at_ms = "
     + NOW
+    + ","
+    + _history("'lease_expired'", ":recovered")
     + " WHERE id IN (SELECT j.id FROM {table} AS j WHERE j.{status} = '{running}'"
     " AND j.locked_until_ms < " + NOW + " ORDER BY j.locked_until_ms LIMIT :limit)"
     " RETURNING id, {status}"
