@@ -96,6 +96,15 @@ ensure_postgres() {
     fi
 }
 
+ensure_initdb() {
+    # The chaos tier crashes a private PostgreSQL cluster of its own: it needs initdb.
+    if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        return 0
+    fi
+    say "installing initdb for the chaos tier's private cluster (Debian package postgresql)"
+    apt_install postgresql || { say "MISSING: initdb could not be installed (the chaos tier will fail)"; return 1; }
+}
+
 if [ "${1:-}" = "--install-redis" ]; then
     # `make run` starts its own Redis when none answers: it only needs the binary.
     command -v redis-server >/dev/null 2>&1 && exit 0
@@ -108,6 +117,7 @@ status=0
 ensure_redis || status=1
 ensure_postgres || status=1
 ensure_rabbitmq || status=1
+ensure_initdb || status=1
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"
 fi

@@ -5,6 +5,11 @@ Checks (each failure is a line in ``violations``):
 
 - every job is terminal — done, or failed with a reason; ``lost`` counts planned jobs with
   no row, rows that never finished and follow-ups that never appeared;
+- ``failed`` only as planned: every chaos job is meant to succeed except those the workload
+  plans to fail for good (``fail_always``; decay jobs missing a source), which must end
+  ``failed`` as unrecoverable — any other failed row is a violation;
+- decay jobs: each completed one produced exactly one summary (its supersession edges carry
+  its id), a failed one none, a flaky one completed on a later attempt;
 - no effect twice: ``chaos_effects`` grouped by job has no count above one, and no job
   enqueued its follow-up twice; a done job has exactly one effect, an unfinished one none;
 - at-least-once: every effect comes from a recorded execution (executions ≥ effects);
@@ -13,8 +18,13 @@ Checks (each failure is a line in ``violations``):
 - every expired lease was taken over within lease + sweep interval + tolerance of its last
   renewal; when a Redis or PostgreSQL fault happened in between, the clock starts when that
   server was back;
-- every fault type was injected, and the scheduled pause ended with the paused worker's late
-  settle fenced.
+- every fault type was injected, each struck while jobs were running or messages were
+  unacknowledged (what it hit is in the fault log), and the scheduled pause ended with the
+  paused worker's late settle fenced.
+
+Takeover times are reported twice: ``max_recovery_raw_s`` from the lost lease's last renewal
+to the takeover, whatever happened meanwhile, and ``max_recovery_s`` with the clock restarted
+at the end of a Redis or PostgreSQL outage that overlapped it (the bound applies to this one).
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from bench.chaos.decay_work import PlannedDecay
 from bench.chaos.executions import Execution
 from bench.chaos.faults import FENCED_LINE, FaultRecord
 from bench.chaos.observer import ExpiredLease, TerminalChange
@@ -50,6 +61,7 @@ class Row:
     last_error: str | None
     dedupe_key: str | None
     payload: dict[str, Any]
+    failure_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +77,16 @@ class Recovery:
     def seconds(self) -> float:
         return (self.reclaimed_ms - self.clock_start_ms) / 1000
 
+    @property
+    def raw_seconds(self) -> float:
+        """From the lost lease's last renewal to the takeover, outages included."""
+        return (self.reclaimed_ms - (self.expiry_ms - self.lease_ms)) / 1000
+
     def as_json(self) -> dict[str, Any]:
         return {
             "job": self.job,
             "seconds": round(self.seconds, 2),
+            "raw_seconds": round(self.raw_seconds, 2),
             "after_expiry_s": round((self.reclaimed_ms - self.expiry_ms) / 1000, 2),
             "clock_started_at_outage_end": self.clock_start_ms > self.expiry_ms - self.lease_ms,
         }
@@ -87,12 +105,13 @@ class Evidence:
     faults: Sequence[FaultRecord]
     fault_types: Sequence[str]
     worker_logs: dict[str, str]
+    planned_decay: Sequence[PlannedDecay] = ()
 
 
 def load_rows(engine: Engine) -> list[Row]:
     query = text(
         "SELECT id, kind, status, attempts, max_attempts, started_at_ms, completed_at_ms, "
-        "failure_reason, last_error, dedupe_key, payload_json FROM mem_tree_jobs"
+        "failure_reason, last_error, dedupe_key, payload_json, failure_class FROM mem_tree_jobs"
     )
     with engine.connect() as conn:
         return [
@@ -108,6 +127,7 @@ def load_rows(engine: Engine) -> list[Row]:
                 last_error=r.last_error,
                 dedupe_key=r.dedupe_key,
                 payload=json.loads(r.payload_json),
+                failure_class=r.failure_class,
             )
             for r in conn.execute(query)
         ]
@@ -149,6 +169,8 @@ class Checker:
             execs_of[e.job].append(e)
 
         lost = self._terminal(rows) + self._planned(rows) + self._followups(rows, by_id)
+        unplanned_failed = self._failed(rows)
+        decay = self._decay()
         self._effects(rows, effects_of, execs_of)
         self._attempts(rows)
         self._changes()
@@ -165,8 +187,10 @@ class Checker:
             terminal=sum(status[s] for s in TERMINAL),
             done=status["done"],
             failed=status["failed"],
-            lost=lost,
-            double_effects=count_double_effects(self.engine),
+            lost=lost + decay["decay_lost"],
+            unplanned_failed=unplanned_failed + decay["decay_unplanned_failed"],
+            planned_failed=sum(1 for r in rows if r.status == "failed" and r.payload.get("fail_always")),
+            double_effects=count_double_effects(self.engine) + decay["decay_double_effects"],
             effects=len(effects),
             executions=len(self.ev.executions),
             retries=len(self.ev.executions) - executed,
@@ -174,11 +198,15 @@ class Checker:
             fenced_late_settles=sum(log.count(FENCED_LINE) for log in self.ev.worker_logs.values()),
             recoveries=len(recoveries),
             max_recovery_s=round(max((r.seconds for r in recoveries), default=0.0), 2),
+            max_recovery_raw_s=round(max((r.raw_seconds for r in recoveries), default=0.0), 2),
+            recoveries_restarted_by_outage=sum(1 for r in recoveries if r.seconds < r.raw_seconds),
             recovery_bound_s=bound,
             recovery_log=[r.as_json() for r in sorted(recoveries, key=lambda r: -r.seconds)],
             terminal_snapshots=self.ev.snapshots,
             terminal_rows_changed=len(self.ev.changes),
             faults=dict(sorted(Counter(f.type for f in self.ev.faults).items())),
+            faults_without_work_in_flight=sum(1 for f in self.ev.faults if not f.hit_work),
+            **decay,
         )
         self.figures["ok"] = not self.violations
         self.figures["violations"] = self.violations
@@ -194,6 +222,94 @@ class Checker:
         if unexplained:
             self.fail(f"{len(unexplained)} failed jobs carry no reason", unexplained)
         return len(unfinished)
+
+    def _failed(self, rows: Sequence[Row]) -> int:
+        """Failed rows the workload did not plan, and planned failures that ended otherwise."""
+        unplanned = [
+            f"{r.id} {r.failure_reason or r.last_error}"
+            for r in rows
+            if r.status == "failed" and not r.payload.get("fail_always")
+        ]
+        if unplanned:
+            self.fail(f"{len(unplanned)} jobs failed that were meant to succeed", unplanned)
+        wrong = [
+            f"{r.id} {r.status}/{r.failure_class}"
+            for r in rows
+            if r.payload.get("fail_always") and (r.status != "failed" or r.failure_class != "unrecoverable")
+        ]
+        if wrong:
+            self.fail(f"{len(wrong)} planned failures did not end failed as unrecoverable", wrong)
+        return len(unplanned)
+
+    def _decay(self) -> dict[str, int]:
+        """The decay jobs: every planned one stored and finished as planned, one effect at most."""
+        planned = {job.job_id: job for job in self.ev.planned_decay}
+        with self.engine.connect() as conn:
+            rows = {
+                r.id: r
+                for r in conn.execute(
+                    text(
+                        "SELECT id, state, attempts, max_attempts, failure_class, state_reason"
+                        " FROM decay_jobs"
+                    )
+                )
+            }
+            summaries: Counter[str] = Counter()
+            for job_id, count in conn.execute(
+                text(
+                    "SELECT decay_job_id, count(DISTINCT summary_id) FROM supersessions"
+                    " WHERE decay_job_id IS NOT NULL GROUP BY decay_job_id"
+                )
+            ):
+                summaries[str(job_id)] = int(count)
+        missing = [job_id for job_id in planned if job_id not in rows]
+        unfinished = [
+            f"{i} {r.state}" for i, r in rows.items() if r.state not in ("completed", "failed", "cancelled")
+        ]
+        unplanned = [
+            f"{i} {r.state_reason}"
+            for i, r in rows.items()
+            if r.state == "failed" and not planned[i].planned_failure
+        ]
+        wrong = [
+            f"{i} {rows[i].state}/{rows[i].failure_class}"
+            for i, job in planned.items()
+            if job.planned_failure
+            and i in rows
+            and (rows[i].state != "failed" or rows[i].failure_class != "unrecoverable")
+        ]
+        doubled = [i for i, n in summaries.items() if n > 1]
+        no_effect = [i for i, r in rows.items() if r.state == "completed" and summaries[i] != 1]
+        stray = [i for i, r in rows.items() if r.state != "completed" and summaries[i]]
+        flaky_once = [
+            i for i, job in planned.items() if job.plan == "flaky" and i in rows and rows[i].attempts < 2
+        ]
+        over = [i for i, r in rows.items() if r.attempts > r.max_attempts]
+        for what, items in (
+            ("planned decay jobs have no row", missing),
+            ("decay jobs never finished", unfinished),
+            ("decay jobs failed that were meant to succeed", unplanned),
+            ("planned decay failures did not end failed as unrecoverable", wrong),
+            ("decay jobs produced more than one summary", doubled),
+            ("completed decay jobs have no single summary", no_effect),
+            ("unfinished or failed decay jobs have a summary", stray),
+            ("flaky decay jobs did not fail their first attempt", flaky_once),
+            ("decay jobs ran more attempts than allowed", over),
+        ):
+            if items:
+                self.fail(f"{len(items)} {what}", items)
+        states = Counter(r.state for r in rows.values())
+        return {
+            "decay_jobs": len(rows),
+            "decay_completed": states["completed"],
+            "decay_failed": states["failed"],
+            "decay_planned_failures": sum(1 for job in planned.values() if job.planned_failure),
+            "decay_flaky": sum(1 for job in planned.values() if job.plan == "flaky"),
+            "decay_retried": sum(1 for r in rows.values() if r.attempts > 1),
+            "decay_lost": len(missing) + len(unfinished),
+            "decay_unplanned_failed": len(unplanned),
+            "decay_double_effects": len(doubled),
+        }
 
     def _planned(self, rows: Sequence[Row]) -> int:
         keys = Counter(row.dedupe_key for row in rows if row.dedupe_key)
@@ -262,6 +378,9 @@ class Checker:
         absent = [t for t in self.ev.fault_types if t not in seen]
         if absent:
             self.fail(f"fault types never injected: {', '.join(absent)}")
+        idle = [f"{f.type}@{f.started_ms}" for f in self.ev.faults if not f.hit_work]
+        if idle:
+            self.fail(f"{len(idle)} faults struck while no job ran and no message was unacknowledged", idle)
         for f in self.ev.faults:
             if f.type == "sigstop" and f.scheduled and f.detail.get("late_settle") != "fenced":
                 self.fail(f"the paused worker's late settle of {f.detail.get('job')} was not seen fenced")

@@ -8,7 +8,8 @@ the fleet is whole again before the next: at least one worker always runs.
 | ``kill_worker`` | ``kill -9`` of a whole worker (main and pool processes); restarted after 1 s |
 | ``redis_restart`` | the private Redis stops (its data goes) and starts again 1.5 s later |
 | ``redis_flushall`` | ``FLUSHALL`` on the private Redis: queued and unacknowledged messages, locks |
-| ``pg_restart`` | the private PostgreSQL crash-restarts (``SIGQUIT``, down 1 s) |
+| ``pg_restart`` | the private PostgreSQL (fsync on) crashes — ``SIGKILL`` of the postmaster |
+|  | and every backend — and restarts 1 s later through crash recovery |
 | ``pg_terminate`` | every connection to the run's database is terminated |
 | ``sigstop`` | a worker is paused past its lease (scheduled: while it runs a bait job) and |
 |  | resumed once another worker took that job over: its late settle must be fenced |
@@ -21,7 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine, text
 
@@ -33,8 +34,20 @@ from bench.chaos.redis_server import PrivateRedis
 from bench.chaos.settings import FAULT_TYPES, ChaosSettings
 from bench.chaos.workload import Enqueuer, PlannedJob, bait
 
+AIMED_BY_BAIT = frozenset({"kill_child", "sigstop"})
+"""Scheduled, these wait for a worker to run a slow bait job and strike that worker."""
 INFRA = frozenset({"redis_restart", "redis_flushall", "pg_restart", "pg_terminate"})
 FENCED_LINE = "lost its lease; its writes were rolled back"
+AIM_TIMEOUT_S = 60.0
+"""How long a fault waits for work in flight before it fires anyway (and the run fails)."""
+
+IN_FLIGHT_SQL = (
+    "SELECT"
+    " (SELECT count(*) FROM mem_tree_jobs WHERE status = 'ready'),"
+    " (SELECT count(*) FROM mem_tree_jobs WHERE status = 'running'),"
+    " (SELECT count(*) FROM decay_jobs WHERE state = 'pending'),"
+    " (SELECT count(*) FROM decay_jobs WHERE state = 'in_progress')"
+)
 
 
 def now_ms() -> int:
@@ -52,6 +65,12 @@ class FaultRecord:
     @property
     def infra(self) -> bool:
         return self.type in INFRA
+
+    @property
+    def hit_work(self) -> bool:
+        """Jobs were running or messages unacknowledged when the fault fired."""
+        hit = self.detail.get("hit", {})
+        return bool(hit.get("running", 0) or hit.get("unacked", 0))
 
     def as_json(self, t0_ms: int) -> dict[str, Any]:
         return {
@@ -106,6 +125,8 @@ class FaultDriver:
 
     def inject(self, kind: str, *, scheduled: bool) -> FaultRecord:
         record = FaultRecord(kind, scheduled, now_ms())
+        if kind not in AIMED_BY_BAIT or not scheduled:
+            self.aim(record)
         getattr(self, f"_{kind}")(record)
         record.ended_ms = now_ms()
         self.records.append(record)
@@ -113,10 +134,47 @@ class FaultDriver:
         self.stabilise()
         return record
 
+    # ── aiming: every fault strikes while work is in flight ──────────────────
+
+    def in_flight(self) -> dict[str, int]:
+        """Ready and running rows of both tables, and the broker's queued and unacknowledged
+        messages, now."""
+        with self.engine.connect() as conn:
+            ready, running, decay_ready, decay_running = conn.execute(text(IN_FLIGHT_SQL)).one()
+        client = self.redis.client()
+        try:
+            unacked = int(cast(int, client.hlen("unacked")))
+            queued = sum(
+                int(cast(int, client.llen(q))) for q in ("critical", "default", "bulk", "llm", "maintenance")
+            )
+        finally:
+            client.close()
+        return {
+            "ready": int(ready) + int(decay_ready),
+            "running": int(running) + int(decay_running),
+            "unacked": unacked,
+            "queued": queued,
+        }
+
+    def aim(self, record: FaultRecord) -> None:
+        """Wait until jobs run or messages are unacknowledged, then fix the fault's start
+        there; what it hit goes into the record. No work within :data:`AIM_TIMEOUT_S`: the
+        fault fires anyway, marked, and the checker fails the run."""
+        deadline = time.monotonic() + AIM_TIMEOUT_S
+        while True:
+            hit = self.in_flight()
+            if hit["running"] or hit["unacked"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        record.started_ms = now_ms()
+        record.detail["hit"] = hit
+
     def _say(self, record: FaultRecord) -> None:
         at = (record.started_ms - self.t0_ms) / 1000
         took = (record.ended_ms - record.started_ms) / 1000
-        detail = " ".join(f"{k}={v}" for k, v in record.detail.items() if k not in {"pids", "token"})
+        detail = " ".join(f"{k}={v}" for k, v in record.detail.items() if k not in {"pids", "token", "hit"})
+        hit = record.detail.get("hit", {})
+        detail = f"hit running={hit.get('running')} unacked={hit.get('unacked')} {detail}"
         how = "scheduled" if record.scheduled else "random"
         print(f"[{at:7.1f}s] {record.type:<15} {how:<9} {took:5.1f}s  {detail}", flush=True)
 
@@ -172,7 +230,8 @@ class FaultDriver:
         if record.scheduled:
             run = self._bait_run(slow_ms=2_500)
             worker, pid = self._owner(run.pid), run.pid
-            record.detail.update(job=run.job, token=run.token)
+            record.detail.update(job=run.job, token=run.token, hit=self.in_flight())
+            record.started_ms = now_ms()
         else:
             worker = self.rng.choice(sorted(self.fleet.workers))
             pid = self.rng.choice(self.fleet.children(worker))
@@ -194,7 +253,7 @@ class FaultDriver:
 
     def _pg_restart(self, record: FaultRecord) -> None:
         assert isinstance(self.database, PrivatePostgres)
-        self.database.crash_restart(down_s=1.0)
+        record.detail.update(self.database.crash_restart(down_s=1.0))
 
     def _pg_terminate(self, record: FaultRecord) -> None:
         record.detail["terminated"] = self.database.terminate_backends()
@@ -211,6 +270,8 @@ class FaultDriver:
             return
         run = self._bait_run(slow_ms=3_000)
         worker = self._owner(run.pid)
+        record.detail["hit"] = self.in_flight()
+        record.started_ms = now_ms()
         offset = self.fleet.log_size(worker)
         pids = self.fleet.pause(worker)
         paused = time.monotonic()

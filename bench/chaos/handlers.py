@@ -5,7 +5,8 @@ execution log (``$CHAOS_EXEC_DIR/exec-<pid>.jsonl``, one ``write`` per line, so 
 written before a ``kill -9`` is kept): job, its ``chaos_n``, attempt, lease token, claim time, lease expiry.
 Every execution is counted there, including those whose transaction rolls back. Then,
 as the payload asks, it sleeps (``slow_ms``, on attempts up to ``slow_attempts``), fails
-its first attempt (``fail_first``), and writes one row to ``chaos_effects`` — in the
+its first attempt (``fail_first``) or every attempt (``fail_always``: unrecoverable, the job
+ends failed as planned), and writes one row to ``chaos_effects`` — in the
 job's own transaction (``ctx.conn``), so it commits with the settle or not at all. With
 ``followup`` it also enqueues one ``append_buffer`` job in the same transaction.
 
@@ -23,10 +24,12 @@ from typing import Any
 
 from sqlalchemy import BigInteger, Column, Engine, Index, Integer, MetaData, String, Table, insert
 
+from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import JobKind, NewJob
 from memtasks.services.mem_tree import Defer, HandlerContext, HandlerRegistry
 
 EXEC_DIR_ENV = "CHAOS_EXEC_DIR"
+PLANNED_FAILURE = "chaos.planned_failure"
 FOLLOWUP_TREE = "chaos-followups"
 
 metadata = MetaData()
@@ -89,6 +92,8 @@ def effect(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
     record_execution(ctx, payload.get("chaos_n"), slow_ms)
     if slow_ms:
         time.sleep(slow_ms / 1000)
+    if payload.get("fail_always"):
+        raise ValidationError(f"chaos: {job.id} fails for good as planned", code=PLANNED_FAILURE)
     if payload.get("fail_first") and job.attempts == 1:
         raise PlannedFailure(f"chaos: {job.id} fails its first attempt as planned")
     ctx.conn.execute(

@@ -2,11 +2,11 @@
 
 **Private** (``initdb`` installed): a throw-away cluster in the run's directory, owned by the
 ``postgres`` user (the run may be root; PostgreSQL refuses to run as root), on a free port
-with its socket in the run's directory and ``fsync=off`` (safe here: a crash of the server
-process leaves the written pages in the OS cache; ``synchronous_commit`` stays on, or a crash
-would lose commits the clients were told about). Its faults: a crash restart (the
-postmaster gets ``SIGQUIT``, which is what ``pg_ctl stop -m immediate`` sends; a new
-postmaster then runs crash recovery) and terminating every connection to the run's database.
+with its socket in the run's directory, durable as in production: ``fsync=on``,
+``full_page_writes=on``, ``synchronous_commit=on``. Its faults: a crash (``SIGKILL`` of the
+postmaster and every backend at once — no shutdown, no checkpoint, no goodbye to the
+clients; the new postmaster must run crash recovery, and the run checks that it did) and
+terminating every connection to the run's database.
 
 **Shared** (no ``initdb``): a database ``memtasks_chaos_<random>`` on the server at
 ``TEST_POSTGRES_URL``, dropped at the end. The only fault is terminating the connections to
@@ -29,9 +29,13 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from bench.chaos.procs import end, free_port, spawn, wait_until
+from bench.chaos.procs import children_of, end, free_port, signal_group, spawn, wait_until
 
 DATABASE = "chaos"
+CRASH_RECOVERY_MARKERS = (
+    "database system was interrupted",
+    "was not properly shut down; automatic recovery in progress",
+)
 SHARED_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TERMINATE = (
     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -113,9 +117,11 @@ class PrivatePostgres:
             "-c",
             "listen_addresses=127.0.0.1",
             "-c",
-            "fsync=off",
+            "fsync=on",
             "-c",
-            "full_page_writes=off",
+            "full_page_writes=on",
+            "-c",
+            "synchronous_commit=on",
             "-c",
             "max_connections=300",
         ]
@@ -140,18 +146,26 @@ class PrivatePostgres:
             connect_timeout=3,
         )
 
-    def crash_restart(self, down_s: float) -> None:
-        """``SIGQUIT`` to the postmaster (an immediate shutdown: no checkpoint, crash recovery
-        at the next start), ``down_s`` without a server, then a new postmaster."""
+    def crash_restart(self, down_s: float) -> dict[str, object]:
+        """Crash the server: ``SIGKILL`` to the postmaster and all its backends at once (they
+        share its process group), ``down_s`` without a server, then a new postmaster, which
+        must run crash recovery. What happened, for the fault log."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            end(self.proc, signal.SIGKILL)
+        log = self.root / "postgres.log"
+        offset = log.stat().st_size if log.exists() else 0
+        killed = len(children_of(self.proc.pid)) + 1
+        signal_group(self.proc, signal.SIGKILL)
+        self.proc.wait(timeout=30)
         self.proc = None
         time.sleep(down_s)
         self.start()
+        with log.open("rb") as f:
+            f.seek(offset)
+            after = f.read().decode(errors="replace")
+        recovered = any(marker in after for marker in CRASH_RECOVERY_MARKERS)
+        if not recovered:
+            raise RuntimeError(f"the PostgreSQL crash was not followed by crash recovery:\n{after[-2000:]}")
+        return {"killed_processes": killed, "crash_recovery": recovered}
 
     def terminate_backends(self) -> int:
         with self._admin() as conn:

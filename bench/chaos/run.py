@@ -90,7 +90,11 @@ def open_database(settings: ChaosSettings, root: Path) -> Database:
 
 
 def unfinished(engine: Engine) -> int:
-    query = text("SELECT count(*) FROM mem_tree_jobs WHERE status NOT IN ('done', 'failed', 'cancelled')")
+    """Rows of either job table that are not finished yet."""
+    query = text(
+        "SELECT (SELECT count(*) FROM mem_tree_jobs WHERE status NOT IN ('done', 'failed', 'cancelled'))"
+        " + (SELECT count(*) FROM decay_jobs WHERE state NOT IN ('completed', 'failed', 'cancelled'))"
+    )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
 
@@ -150,19 +154,30 @@ def _run_fleet(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTASKS_")}
     env |= memtasks_env | {"PYTHONPATH": str(ROOT), "CHAOS_EXEC_DIR": str(exec_dir)}
 
+    from bench.chaos import decay_work
     from bench.chaos.checker import Checker, Evidence
     from bench.chaos.executions import ExecLog
     from bench.chaos.faults import FaultDriver, now_ms
     from bench.chaos.fleet import ChaosFleet
     from bench.chaos.handlers import create_tables
     from bench.chaos.observer import Observer
-    from bench.chaos.workload import Enqueuer, PacedProducer, plan
+    from bench.chaos.workload import Enqueuer, PacedProducer, interleave, plan
     from memtasks.config import load_settings
     from memtasks.producer import Producer
     from memtasks.storage.engine import dispose_all, get_engine
 
     stack.callback(dispose_all)
     create_tables(get_engine(endpoints.database_url))
+    rng = random.Random(settings.seed)
+    jobs = plan(settings, rng)
+    decay_jobs = decay_work.plan_decay(
+        int(settings.jobs * settings.decay_fraction),
+        settings.jobs + 1_000_000,
+        rng,
+        flaky=settings.decay_flaky_fraction,
+        missing=settings.decay_missing_fraction,
+    )
+    decay_work.prepare(get_engine(endpoints.database_url), decay_jobs)
     engine = create_engine(endpoints.database_url, pool_pre_ping=True, pool_size=2)
     stack.callback(engine.dispose)
 
@@ -184,10 +199,11 @@ def _run_fleet(
     observer.start()
     stack.callback(observer.close)
 
-    jobs = plan(settings, random.Random(settings.seed))
     producer = Producer(load_settings())
     stack.callback(producer.close)
-    paced = PacedProducer(jobs, settings.duration_s, Enqueuer(producer, settings.max_attempts))
+    paced = PacedProducer(
+        interleave(jobs, decay_jobs), settings.duration_s, Enqueuer(producer, settings.max_attempts)
+    )
     paced.start()
     stack.callback(paced.stop)
 
@@ -223,6 +239,7 @@ def _run_fleet(
     evidence = Evidence(
         settings=settings,
         planned=[*jobs, *driver.baits],
+        planned_decay=decay_jobs,
         executions=exec_log.records,
         expired=observer.expired_leases(),
         changes=observer.changes,

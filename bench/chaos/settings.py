@@ -48,6 +48,13 @@ class ChaosSettings:
     drain_timeout_s: float = 240.0
     slow_fraction: float = 0.03
     fail_first_fraction: float = 0.02
+    fail_always_fraction: float = 0.005
+    """Share of memory-tree jobs that fail for good (unrecoverable): the only ``failed`` rows
+    the checker allows, with decay jobs planned to miss a source."""
+    decay_fraction: float = 0.1
+    """Decay jobs planned next to the memory-tree jobs, as a share of ``jobs``."""
+    decay_flaky_fraction: float = 0.1
+    decay_missing_fraction: float = 0.05
     followup_fraction: float = 0.5
     """Share of ``extract_chunk`` jobs whose handler enqueues one ``append_buffer`` follow-up."""
 
@@ -61,6 +68,7 @@ class ChaosSettings:
             "MEMTASKS_HANDLERS": "bench.chaos.handlers:build_registry",
             "MEMTASKS_LEASE_S": str(self.lease_s),
             "MEMTASKS_MAX_ATTEMPTS": str(self.max_attempts),
+            "MEMTASKS_DECAY_MAX_ATTEMPTS": str(self.max_attempts),
             "MEMTASKS_BACKOFF_BASE_S": str(self.backoff_base_s),
             "MEMTASKS_BACKOFF_CAP_S": str(self.backoff_cap_s),
             "MEMTASKS_BACKOFF_JITTER": "0.1",

@@ -1,9 +1,11 @@
 """The jobs of a run and the producer that enqueues them at a steady pace.
 
 Jobs are spread over the six memory-tree kinds. A few sleep in their handler (some longer
-than a heartbeat interval), a few fail their first attempt, half of the ``extract_chunk``
-jobs enqueue a follow-up. Every job carries ``chaos_n`` and the dedupe key ``chaos:<n>``:
-an enqueue retried after a database fault cannot insert a job twice.
+than a heartbeat interval), a few fail their first attempt, a few fail for good as planned
+(``fail_always``: unrecoverable), half of the ``extract_chunk`` jobs enqueue a follow-up.
+Every job carries ``chaos_n`` and the dedupe key ``chaos:<n>``: an enqueue retried after a
+database fault cannot insert a job twice. Decay jobs (``bench.chaos.decay_work``) travel in
+the same paced stream.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bench.chaos.decay_work import PlannedDecay
+from bench.chaos.decay_work import enqueue as enqueue_decay
 from bench.chaos.settings import ChaosSettings
 from memtasks.domain.jobs import JobKind, NewJob
 from memtasks.producer import Producer
@@ -38,6 +42,10 @@ class PlannedJob:
     @property
     def dedupe_key(self) -> str:
         return f"chaos:{self.n}"
+
+    @property
+    def planned_failure(self) -> bool:
+        return bool(self.payload.get("fail_always"))
 
     def new_job(self, max_attempts: int) -> NewJob:
         return NewJob(self.kind, self.payload, self.dedupe_key, max_attempts=max_attempts)
@@ -67,8 +75,22 @@ def plan(settings: ChaosSettings, rng: random.Random) -> list[PlannedJob]:
             payload["fail_first"] = True
         if kind is JobKind.EXTRACT_CHUNK and rng.random() < settings.followup_fraction:
             payload["followup"] = True
+        elif rng.random() < settings.fail_always_fraction:
+            payload["fail_always"] = True
+        if n == len(KINDS):  # at least one planned failure
+            payload.pop("followup", None)
+            payload["fail_always"] = True
         jobs.append(PlannedJob(n, kind, payload))
     return jobs
+
+
+def interleave(jobs: Sequence[PlannedJob], decay: Sequence[PlannedDecay]) -> list[PlannedJob | PlannedDecay]:
+    """The decay jobs spread evenly through the memory-tree jobs: one paced stream."""
+    items: list[PlannedJob | PlannedDecay] = list(jobs)
+    step = max(1, len(jobs) // max(1, len(decay)))
+    for i, job in enumerate(decay):
+        items.insert(min(len(items), (i + 1) * (step + 1) - 1), job)
+    return items
 
 
 def bait(n: int, slow_ms: int) -> PlannedJob:
@@ -87,9 +109,20 @@ class Enqueuer:
         self.max_attempts = max_attempts
         self.retries = 0
 
-    def enqueue(self, jobs: Sequence[PlannedJob], timeout_s: float = 120.0) -> None:
+    def enqueue(self, items: Sequence[PlannedJob | PlannedDecay], timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
-        pending = list(jobs)
+        decay = [item for item in items if isinstance(item, PlannedDecay)]
+        while decay:
+            try:
+                enqueue_decay(self.producer.runtime.decay, decay)
+                break
+            except Exception as exc:
+                if time.monotonic() > deadline:
+                    raise
+                self.retries += 1
+                log.warning("enqueue of %d decay jobs failed (%s); retrying", len(decay), exc)
+                time.sleep(0.5)
+        pending = [item for item in items if isinstance(item, PlannedJob)]
         while pending:
             try:
                 self.producer.enqueue_many([job.new_job(self.max_attempts) for job in pending])
@@ -121,7 +154,9 @@ class Enqueuer:
 class PacedProducer:
     """Enqueues ``jobs`` evenly over ``duration_s``, in batches, from a thread of its own."""
 
-    def __init__(self, jobs: Sequence[PlannedJob], duration_s: float, enqueuer: Enqueuer) -> None:
+    def __init__(
+        self, jobs: Sequence[PlannedJob | PlannedDecay], duration_s: float, enqueuer: Enqueuer
+    ) -> None:
         self.jobs = jobs
         self.duration_s = duration_s
         self.enqueuer = enqueuer
