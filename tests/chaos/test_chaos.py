@@ -32,7 +32,7 @@ def run_chaos(tmp_path: Path, seed: int) -> tuple[int, str]:
     argv = [
         *(sys.executable, "-m", "bench.chaos", "--jobs", str(JOBS), "--duration", str(ENQUEUE_S)),
         *("--seed", str(seed), "--out", str(tmp_path / "chaos.json"), "--logs", str(tmp_path / "logs")),
-    *("--pg", "private"),  # a cluster of its own, crashed with fsync on: no fault left out
+        *("--pg", "private"),  # a cluster of its own, crashed with fsync on: no fault left out
     ]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
