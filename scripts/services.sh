@@ -105,6 +105,13 @@ ensure_initdb() {
     apt_install postgresql || { say "MISSING: initdb could not be installed (the chaos tier will fail)"; return 1; }
 }
 
+ensure_faketime() {
+    # The clock-skew test runs workers, a beat and a producer under libfaketime.
+    if ls /usr/lib/*/faketime/libfaketimeMT.so.1 >/dev/null 2>&1; then return 0; fi
+    say "installing libfaketime for the clock-skew test (Debian package faketime)"
+    apt_install faketime || { say "MISSING: libfaketime could not be installed (the clock-skew test will fail)"; return 1; }
+}
+
 if [ "${1:-}" = "--install-redis" ]; then
     # `make run` starts its own Redis when none answers: it only needs the binary.
     command -v redis-server >/dev/null 2>&1 && exit 0
@@ -118,6 +125,7 @@ ensure_redis || status=1
 ensure_postgres || status=1
 ensure_rabbitmq || status=1
 ensure_initdb || status=1
+ensure_faketime || status=1
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"
 fi

@@ -42,6 +42,7 @@ from memtasks.domain.errors import LeaseLost, ValidationError
 from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.services.attestation import AttestationVerifier
 from memtasks.services.holding import Holding, Permit, PermitsBusy
+from memtasks.services.lease_keeper import LeaseWatch
 from memtasks.storage.decay_queue import DecayJob, DecayJobs, log_stage
 from memtasks.storage.lock_wait import is_lock_timeout
 from memtasks.storage.memory_repo import MemoryStore
@@ -244,13 +245,14 @@ class DecayRunner:
         self, job: DecayJob, attestation: bytes | str | None, permit: Permit | None = None
     ) -> str | None:
         lease = job.lease
-        with self.holding.lease(self.decay_jobs, lease, permit):
+        with self.holding.lease(self.decay_jobs, lease, permit) as watch:
             try:
-                memory_id = self._dispatch(job, job.spec(), lease, attestation or job.attestation_json)
+                memory_id = self._dispatch(job, job.spec(), lease, attestation or job.attestation_json, watch)
             except SettleFenced:
                 log_stage("settle", job.id, "lease lost before settle; effects rolled back")
                 raise
             except Exception as exc:
+                watch.settling()
                 self._settle_failure(job, exc)
                 raise
         log_stage("complete", job.id, "transitioned to completed")
@@ -289,10 +291,16 @@ class DecayRunner:
             exc.add_note(f"decay job {job.id} attempt {outcome.attempts} failed ({reason}); it will retry")
 
     def _dispatch(
-        self, job: DecayJob, spec: DecaySpec, lease: Lease, attestation: bytes | str | None
+        self,
+        job: DecayJob,
+        spec: DecaySpec,
+        lease: Lease,
+        attestation: bytes | str | None,
+        watch: LeaseWatch,
     ) -> str | None:
         if spec.kind is DecayKind.EXPIRED_PRINCIPLE_REVIEW:
             log_stage("dispatch", job.id, "kind=expired_principle_review (ceremony opened separately)")
+            watch.settling()
             with self.engine.begin() as conn:
                 self._settle_completed(conn, job, lease, None, "ceremony opened; no memory produced")
             return None
@@ -300,8 +308,13 @@ class DecayRunner:
         if spec.method is SummaryMethod.DETERMINISTIC_CONCATENATE:
             with self.engine.begin() as conn:
                 sources = self.memories.load_sources(spec.source_ids, conn=conn)
-                return self._land(conn, job, lease, compress(sources, self.policy))
+                summary = compress(sources, self.policy)
+                watch.settling()
+                return self._land(conn, job, lease, summary)
         summary = self._llm_summary(job, spec, attestation)
+        if watch.lost:
+            raise SettleFenced(f"decay job {job.id}: lease lost while its summary was written")
+        watch.settling()
         with self.engine.begin() as conn:
             self.memories.load_sources(spec.source_ids, conn=conn)  # still all there
             return self._land(conn, job, lease, summary)

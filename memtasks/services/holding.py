@@ -23,7 +23,7 @@ from memtasks.domain.errors import MemtasksError
 from memtasks.domain.jobs import Lease
 from memtasks.locks import redis_client
 from memtasks.permits import RedisSemaphore
-from memtasks.services.lease_keeper import LeaseKeeper
+from memtasks.services.lease_keeper import LeaseKeeper, LeaseWatch
 from memtasks.storage.queue import QueueTable
 
 log = logging.getLogger("memtasks.holding")
@@ -89,25 +89,26 @@ class Holding:
             self.permits.release(token)
 
     @contextmanager
-    def lease(self, queue: Leases, lease: Lease, permit: Permit | None = None) -> Iterator[None]:
-        """Heartbeat ``lease`` (and renew ``permit``) while the block runs."""
+    def lease(self, queue: Leases, lease: Lease, permit: Permit | None = None) -> Iterator[LeaseWatch]:
+        """Heartbeat ``lease`` (and renew ``permit``) while the block runs; the lease's watch
+        (``watch.lost`` once a heartbeat found it taken over)."""
         keeper = self._keeper(queue)
         if keeper is None:
-            yield
+            yield LeaseWatch()
             return
         renew = None if permit is None or permit.token is None else permit.renew
-        with keeper.holding(lease, renew):
-            yield
+        with keeper.holding(lease, renew) as watch:
+            yield watch
 
     @contextmanager
-    def leases(self, queue: Leases, leases: Sequence[Lease]) -> Iterator[None]:
-        """Heartbeat every lease of a claimed batch while the block runs."""
+    def leases(self, queue: Leases, leases: Sequence[Lease]) -> Iterator[LeaseWatch]:
+        """Heartbeat every lease of a claimed batch while the block runs; the batch's watch."""
         keeper = self._keeper(queue)
         if keeper is None:
-            yield
+            yield LeaseWatch()
             return
-        with keeper.holding_many(leases):
-            yield
+        with keeper.holding_many(leases) as watch:
+            yield watch
 
     def _keeper(self, queue: Leases) -> LeaseKeeper | None:
         if self.heartbeat_s is None:

@@ -6,9 +6,12 @@ no-op job itself; the keeper runs one daemon thread that wakes when the earliest
 lease is due a beat. It also knows every lease the process holds, so a graceful shutdown
 can hand them back (:meth:`LeaseKeeper.take_all`).
 
-A beat that finds its lease gone (taken over after the process stalled) drops it and
-logs; a beat that fails (database unreachable) is retried at the next interval — the
-lease has two more intervals of slack.
+A beat that finds its lease gone (taken over after the process stalled) drops it, logs
+and tells the job's code through its :class:`LeaseWatch` (``watch.lost``), so a handler can
+stop early instead of working on for a settle that will be fenced out. A beat that finds
+the row no longer running because the job is settling (the job said so with
+``watch.settling()``) says nothing: that is no loss. A beat that fails (database
+unreachable) is retried at the next interval — the lease has two more intervals of slack.
 """
 
 from __future__ import annotations
@@ -32,11 +35,44 @@ Renew = Callable[[], object]
 """Something else to keep alive with the lease (an LLM permit)."""
 
 
+class LeaseWatch:
+    """What the code running a job can learn about its lease while it runs."""
+
+    __slots__ = ("_lost", "_settling")
+
+    def __init__(self) -> None:
+        self._lost = threading.Event()
+        self._settling = False
+
+    @property
+    def lost(self) -> bool:
+        """True once a heartbeat found the lease gone: the job was taken over; whatever this
+        run still does will be rolled back at its settle. Check it and stop early."""
+        return self._lost.is_set()
+
+    def wait_lost(self, timeout_s: float) -> bool:
+        """Sleep up to ``timeout_s``, waking early when the lease is lost; whether it was."""
+        return self._lost.wait(timeout_s)
+
+    def settling(self) -> None:
+        """The job is being settled: a heartbeat that now finds its row no longer running is
+        seeing that settle, not a takeover."""
+        self._settling = True
+
+    @property
+    def is_settling(self) -> bool:
+        return self._settling
+
+    def mark_lost(self) -> None:
+        self._lost.set()
+
+
 @dataclass(slots=True)
 class _Held:
     lease: Lease
     due: float
     renew: Renew | None
+    watch: LeaseWatch | None = None
 
 
 class LeaseKeeper:
@@ -53,24 +89,27 @@ class LeaseKeeper:
         self._pid = 0
 
     @contextmanager
-    def holding(self, lease: Lease, renew: Renew | None = None) -> Iterator[None]:
-        """Keep ``lease`` (and ``renew``) alive for the duration of the block."""
-        self.hold(lease, renew)
+    def holding(self, lease: Lease, renew: Renew | None = None) -> Iterator[LeaseWatch]:
+        """Keep ``lease`` (and ``renew``) alive for the duration of the block; its watch."""
+        watch = LeaseWatch()
+        self.hold(lease, renew, watch)
         try:
-            yield
+            yield watch
         finally:
             self.drop(lease)
 
     @contextmanager
-    def holding_many(self, leases: Sequence[Lease]) -> Iterator[None]:
-        """Keep every lease of a batch alive for the duration of the block (one lock, not one per job)."""
+    def holding_many(self, leases: Sequence[Lease]) -> Iterator[LeaseWatch]:
+        """Keep every lease of a batch alive for the duration of the block (one lock, not one
+        per job); one watch for the batch (lost when any of its leases is)."""
+        watch = LeaseWatch()
         due = time.monotonic() + self.interval_s
         with self._cond:
             for lease in leases:
-                self._held[lease.job_id] = _Held(lease, due, None)
+                self._held[lease.job_id] = _Held(lease, due, None, watch)
             self._start_thread()
         try:
-            yield
+            yield watch
         finally:
             with self._cond:
                 for lease in leases:
@@ -78,9 +117,9 @@ class LeaseKeeper:
                     if held is not None and held.lease == lease:
                         del self._held[lease.job_id]
 
-    def hold(self, lease: Lease, renew: Renew | None = None) -> None:
+    def hold(self, lease: Lease, renew: Renew | None = None, watch: LeaseWatch | None = None) -> None:
         with self._cond:
-            self._held[lease.job_id] = _Held(lease, time.monotonic() + self.interval_s, renew)
+            self._held[lease.job_id] = _Held(lease, time.monotonic() + self.interval_s, renew, watch)
             self._start_thread()
             # No wake-up: a new lease is due one interval from now, no earlier than any lease
             # already held, and the thread never sleeps longer than one interval — it wakes in
@@ -138,8 +177,12 @@ class LeaseKeeper:
         job_id = held.lease.job_id
         try:
             if not self.beat(held.lease):
-                log.warning("memtasks.leases: job %s lost its lease while running", job_id)
                 self.drop(held.lease)
+                if held.watch is not None and held.watch.is_settling:
+                    return  # the row changed under its own settle: no loss
+                log.warning("memtasks.leases: job %s lost its lease while running", job_id)
+                if held.watch is not None:
+                    held.watch.mark_lost()
                 return
             if held.renew is not None:
                 held.renew()
@@ -147,4 +190,4 @@ class LeaseKeeper:
             log.warning("memtasks.leases: heartbeat of %s failed: %s", job_id, exc)
 
 
-__all__ = ["LeaseKeeper"]
+__all__ = ["LeaseKeeper", "LeaseWatch"]

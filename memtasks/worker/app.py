@@ -23,14 +23,20 @@ from memtasks.worker.tasks import register
 
 
 def beat_entries(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Celery's ``beat_schedule``: every sweep on the ``maintenance`` queue, each message
-    expiring after one interval (the sweep registry's intervals)."""
+    """Celery's ``beat_schedule``: every sweep on the ``maintenance`` queue (the sweep
+    registry's intervals).
+
+    The messages carry no ``expires``: Celery writes it as a moment by the beat host's clock
+    and each worker compares it with its own, so a beat whose clock runs behind the workers'
+    sent messages that arrived already expired and nothing was swept. A stale tick is
+    harmless instead: the sweep claims its slot by the database's clock, and a message of a
+    slot already run (a backlog after an outage, a second beat) is skipped at that claim."""
     return {
         name: {
             "task": SWEEPS[name],
             "schedule": interval,
             "args": [name, interval],
-            "options": {"queue": MAINTENANCE, "expires": max(interval, 1.0)},
+            "options": {"queue": MAINTENANCE},
         }
         for name, interval in intervals(settings).items()
     }

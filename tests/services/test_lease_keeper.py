@@ -97,3 +97,30 @@ def test_a_batch_held_at_shutdown_is_handed_back() -> None:
     batch = [lease(f"s{i}") for i in range(3)]
     with keeper.holding_many(batch):
         assert sorted(keeper.take_all(), key=lambda held: held.job_id) == batch
+
+
+def test_a_lost_lease_tells_the_running_job(caplog: pytest.LogCaptureFixture) -> None:
+    keeper = LeaseKeeper(Beats(lost=frozenset({"gone"})), interval_s=0.02)
+    with keeper.holding(lease("gone")) as watch:
+        assert watch.wait_lost(10), "the job learns that its lease was taken over"
+        assert watch.lost
+    assert "job gone lost its lease while running" in caplog.text
+
+
+def test_a_beat_that_meets_the_jobs_own_settle_is_no_loss(caplog: pytest.LogCaptureFixture) -> None:
+    """The row stops being running when the job settles; a beat in between must not cry wolf."""
+    settled = threading.Event()
+    beats: Counter[str] = Counter()
+
+    def beat(held: Lease) -> bool:
+        beats[held.job_id] += 1
+        return not settled.is_set()
+
+    keeper = LeaseKeeper(beat, interval_s=0.01)
+    with keeper.holding(lease("j")) as watch:
+        wait_for(lambda: beats["j"] >= 1, timeout=10)
+        watch.settling()
+        settled.set()  # the settle committed; the lease is still registered here
+        wait_for(lambda: keeper.held() == [], timeout=10)  # the next beat saw the settled row
+    assert not watch.lost
+    assert "lost its lease" not in caplog.text

@@ -54,6 +54,8 @@ def test_beat_has_every_sweep_on_the_maintenance_queue(monkeypatch: pytest.Monke
     assert entries["consolidate"]["schedule"] == 5
     assert entries["recover"]["schedule"] == 60
     assert all(e["options"]["queue"] == names.MAINTENANCE for e in entries.values())
+    # No expiry by the beat host's clock: a skewed beat must not send dead messages.
+    assert all("expires" not in e["options"] for e in entries.values())
 
 
 def test_an_unknown_sweep_interval_is_named_when_the_settings_load(monkeypatch: pytest.MonkeyPatch) -> None:

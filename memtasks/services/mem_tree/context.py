@@ -19,6 +19,7 @@ from memtasks.domain.clock import Clock
 from memtasks.domain.jobs import NewJob
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
+from memtasks.services.lease_keeper import LeaseWatch
 from memtasks.storage.mem_tree_queue import Job
 from memtasks.storage.tree_repo import TreeStore
 
@@ -64,6 +65,10 @@ class HandlerContext:
     followups: list[Followup] = field(default_factory=list)
     opened: Connection | None = None
     """The job's transaction once begun; None while the handler has not touched it."""
+    lease: LeaseWatch = field(default_factory=LeaseWatch)
+    """The job's lease as its heartbeat sees it: ``ctx.lease.lost`` turns true once the job
+    was taken over (this process stalled past its lease); a long handler may check it and
+    stop early — whatever it still writes would be rolled back at the settle."""
 
     @property
     def conn(self) -> Connection:

@@ -93,8 +93,8 @@ class MemTreeRunner:
 
     def _run_held(self, job: Job, permit: Permit) -> RunResult:
         """Run a claimed job, its lease (and permit) kept alive meanwhile; publish its follow-ups."""
-        with self.holding.lease(self.jobs, job.lease, permit):
-            result = self.transactions.run(job)
+        with self.holding.lease(self.jobs, job.lease, permit) as watch:
+            result = self.transactions.run(job, watch)
         self._publish(result.followups)
         return result
 
@@ -138,8 +138,8 @@ class MemTreeRunner:
         jobs = self.jobs.claim_batch(limit, kinds=allowed)
         if not jobs:
             return []
-        with self.holding.leases(self.jobs, [job.lease for job in jobs]):
-            results = self.transactions.run_batch(jobs)
+        with self.holding.leases(self.jobs, [job.lease for job in jobs]) as watch:
+            results = self.transactions.run_batch(jobs, watch)
         self._publish(tuple(f for result in results for f in result.followups))
         return results
 

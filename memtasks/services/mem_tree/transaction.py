@@ -24,6 +24,7 @@ from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import FailureClass
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
+from memtasks.services.lease_keeper import LeaseWatch
 from memtasks.services.mem_tree.context import Defer, Followup, HandlerContext
 from memtasks.services.mem_tree.registry import HandlerRegistry
 from memtasks.storage.lock_wait import is_lock_timeout
@@ -80,17 +81,21 @@ class Transactions:
     store: TreeStore
     publishes_followups: bool = False
 
-    def run(self, job: Job) -> RunResult:
+    def run(self, job: Job, watch: LeaseWatch | None = None) -> RunResult:
         """Run a job this process has claimed, and settle it under its lease.
 
         The transaction begins when the handler first uses ``ctx.conn``; a handler that never
         does (it wrote nothing) has its job settled by one statement on its own.
         """
         spec = self.registry[job.job_kind]
+        watch = watch or LeaseWatch()
         try:
             with ExitStack() as transaction:
-                ctx = self._context(lambda: transaction.enter_context(self.engine.begin()), job)
-                decision = spec.handler(ctx, job.payload())
+                ctx = self._context(lambda: transaction.enter_context(self.engine.begin()), job, watch)
+                try:
+                    decision = spec.handler(ctx, job.payload())
+                finally:
+                    watch.settling()
                 result = self._settle(ctx.opened, job, decision, tuple(ctx.followups))
         except _Fenced:
             log.warning("memtasks.mem_tree: job %s lost its lease; its writes were rolled back", job.id)
@@ -99,7 +104,7 @@ class Transactions:
             return self._fail(job, exc)
         return result
 
-    def run_batch(self, jobs: Sequence[Job]) -> list[RunResult]:
+    def run_batch(self, jobs: Sequence[Job], watch: LeaseWatch | None = None) -> list[RunResult]:
         """Run claimed jobs in one transaction and settle them together: one commit per batch.
 
         The fast path runs every handler straight in the transaction. When one raises, the
@@ -110,16 +115,17 @@ class Transactions:
         """
         if not jobs:
             return []
+        watch = watch or LeaseWatch()
         try:
             try:
-                return self._batch(jobs, savepoints=False)
+                return self._batch(jobs, watch, savepoints=False)
             except _HandlerRaised:
-                return self._batch(jobs, savepoints=True)
+                return self._batch(jobs, watch, savepoints=True)
         except _Fenced:
             log.warning("memtasks.mem_tree: a batch of %d lost a lease; runs its jobs one by one", len(jobs))
-            return [self.run(job) for job in jobs]
+            return [self.run(job, watch) for job in jobs]
 
-    def _batch(self, jobs: Sequence[Job], *, savepoints: bool) -> list[RunResult]:
+    def _batch(self, jobs: Sequence[Job], watch: LeaseWatch, *, savepoints: bool) -> list[RunResult]:
         results: list[RunResult] = []
         failures: list[tuple[Job, Exception]] = []
         with ExitStack() as transaction:
@@ -132,7 +138,7 @@ class Transactions:
 
             done: list[tuple[Job, tuple[Followup, ...]]] = []
             for job in jobs:
-                ctx = self._context(begin, job)
+                ctx = self._context(begin, job, watch)
                 handler = self.registry[job.job_kind].handler
                 try:
                     if savepoints:
@@ -150,13 +156,15 @@ class Transactions:
                 else:
                     results.append(self._settle(begin(), job, decision, tuple(ctx.followups)))
             conn = opened[0] if opened else None
+            watch.settling()
             if self.jobs.settle_done_many([job.lease for job, _ in done], conn=conn) != len(done):
                 raise _Fenced
             results += [RunResult(j.id, j.kind, Outcome.DONE, j.attempts, f) for j, f in done]
         return results + [self._fail(job, exc) for job, exc in failures]
 
-    def _context(self, begin: Callable[[], Connection], job: Job) -> HandlerContext:
+    def _context(self, begin: Callable[[], Connection], job: Job, watch: LeaseWatch) -> HandlerContext:
         return HandlerContext(
+            lease=watch,
             job=job,
             store=self.store,
             models=self.models,
