@@ -44,6 +44,7 @@ bench-quick: install services ## The same, smaller: a few minutes
 
 chaos: install services ## Chaos suite: 10,000 jobs on a private fleet while workers, Redis and PostgreSQL fail
 	$(BIN)/python -m bench.chaos --jobs 10000 --pg private --out bench/results/chaos.json
+	$(BIN)/python -m bench.chaos.network --out bench/results/chaos.json
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
 	$(BIN)/pytest

@@ -112,6 +112,14 @@ ensure_faketime() {
     apt_install faketime || { say "MISSING: libfaketime could not be installed (the clock-skew test will fail)"; return 1; }
 }
 
+ensure_netns_tools() {
+    # The partition test simulates hosts with network namespaces joined by socat relays.
+    command -v ip >/dev/null 2>&1 || apt_install iproute2 || { say "MISSING: iproute2 (the partition test will fail)"; return 1; }
+    command -v socat >/dev/null 2>&1 && return 0
+    say "installing socat for the partition test (Debian package socat)"
+    apt_install socat || { say "MISSING: socat could not be installed (the partition test will fail)"; return 1; }
+}
+
 if [ "${1:-}" = "--install-redis" ]; then
     # `make run` starts its own Redis when none answers: it only needs the binary.
     command -v redis-server >/dev/null 2>&1 && exit 0
@@ -126,6 +134,7 @@ ensure_postgres || status=1
 ensure_rabbitmq || status=1
 ensure_initdb || status=1
 ensure_faketime || status=1
+ensure_netns_tools || status=1
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"
 fi

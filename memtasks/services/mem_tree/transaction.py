@@ -238,12 +238,14 @@ class Transactions:
         if deferred is None:
             log.warning("memtasks.mem_tree: job %s met a lock after losing its lease", job.id)
             return RunResult(job.id, job.kind, Outcome.FENCED, job.attempts, error=message)
+        statement = " ".join(str(getattr(exc, "statement", "") or "").split())[:300]
         log.warning(
             "memtasks.mem_tree: job %s (%s) met a row lock held by another transaction; "
-            "deferred to %s, attempt refunded",
+            "deferred to %s, attempt refunded%s",
             job.id,
             job.kind,
             deferred.retry_at_ms,
+            f" (waiting in: {statement})" if statement else "",
         )
         if deferred.terminal:
             return RunResult(job.id, job.kind, Outcome.FAILED, deferred.attempts, error=message)
