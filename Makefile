@@ -12,13 +12,13 @@ help: ## List the targets
 
 install: $(VENV)/.installed ## Create .venv and install memtasks with its dev tools
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml deploy/constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "memtasks needs Python 3.11+"; exit 1; }
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 && $(PYTHON) -c 'import ensurepip' 2>/dev/null || \
 		{ echo "installing python3-venv"; apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c deploy/constraints.txt -e '.[dev]'
 	@touch $@
 
 services: ## Start PostgreSQL and Redis when they are not reachable (installs Debian packages)

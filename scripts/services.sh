@@ -135,6 +135,7 @@ ensure_rabbitmq || status=1
 ensure_initdb || status=1
 ensure_faketime || status=1
 ensure_netns_tools || status=1
+command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || { say "MISSING: systemd-analyze (the deploy tests will fail)"; status=1; }
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"
 fi
