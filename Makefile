@@ -5,7 +5,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install services run fleet bench bench-quick chaos test test-fast lint format typecheck check clean
+.PHONY: help install services run fleet bench bench-quick chaos soak test test-fast lint format typecheck check clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,6 +45,9 @@ bench-quick: install services ## The same, smaller: a few minutes
 chaos: install services ## Chaos suite: 10,000 jobs on a private fleet while workers, Redis and PostgreSQL fail
 	$(BIN)/python -m bench.chaos --jobs 10000 --pg private --out bench/results/chaos.json
 	$(BIN)/python -m bench.chaos.network --out bench/results/chaos.json
+
+soak: install services ## Soak: steady mixed load with faults for 30 min (ARGS="--minutes 5" for less); fails on growth
+	$(BIN)/python -m bench.soak $(ARGS)
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
 	$(BIN)/pytest

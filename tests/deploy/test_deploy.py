@@ -893,7 +893,9 @@ def test_the_environment_examples_are_valid(monkeypatch: pytest.MonkeyPatch) -> 
 
 def require_systemd_analyze() -> None:
     if shutil.which("systemd-analyze") is None:
-        pytest.fail("systemd-analyze is not installed (Debian: apt-get install systemd; `make test` installs it)")
+        pytest.fail(
+            "systemd-analyze is not installed (Debian: apt-get install systemd; `make test` installs it)"
+        )
 
 
 def test_systemd_analyze_verifies_the_units(tmp_path: Path) -> None:
@@ -1013,7 +1015,9 @@ def test_workers_and_beat_have_probes_budgets_and_resources(values: dict[str, An
 def test_optional_autoscaler_and_service_monitor(values: dict[str, Any]) -> None:
     keda = template("keda-scaledobject.yaml")
     assert keda.lstrip().startswith("{{- /*") and "{{- if .Values.autoscaling.enabled }}" in keda
-    assert "kind: ScaledObject" in keda and "type: postgresql" in keda and "kind: TriggerAuthentication" in keda
+    assert (
+        "kind: ScaledObject" in keda and "type: postgresql" in keda and "kind: TriggerAuthentication" in keda
+    )
     assert values["autoscaling"]["enabled"] is False
     query = values["autoscaling"]["query"]
     assert "status = 'ready'" in query and "state = 'pending'" in query and "now()" in query

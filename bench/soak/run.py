@@ -1,0 +1,192 @@
+"""One soak run: a private Redis, a database of its own on the shared PostgreSQL, two workers
+and a beat, a steady producer, faults every ``fault_every_s``; sampled every ``sample_s``."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+
+from bench.chaos.fleet import ChaosFleet
+from bench.chaos.postgres_server import SharedDatabase
+from bench.chaos.procs import wait_until
+from bench.chaos.redis_server import PrivateRedis, find_redis_server
+from bench.chaos.settings import OFF_SWEEPS, ROOT
+from bench.soak.sampler import Sampler
+from bench.soak.verdict import judge
+
+
+@dataclass(frozen=True, slots=True)
+class SoakSettings:
+    minutes: float = 30.0
+    rate_per_s: float = 40.0
+    warmup_fraction: float = 0.2
+    sample_s: float = 5.0
+    fault_every_s: float = 120.0
+    retention_s: float = 60.0
+    prune_every_s: float = 15.0
+    seed: int = 0
+
+
+class Producer:
+    """Mixed memory-tree jobs at a steady rate, from a thread of its own."""
+
+    def __init__(self, producer: Any, rate: float, rng: random.Random) -> None:
+        self.producer = producer
+        self.rate = rate
+        self.rng = rng
+        self.sent = 0
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="soak-producer", daemon=True)
+
+    def _run(self) -> None:
+        from memtasks.domain.jobs import JobKind, NewJob
+
+        kinds = [JobKind.SEAL, JobKind.APPEND_BUFFER, JobKind.EXTRACT_CHUNK, JobKind.REEMBED_BACKFILL]
+        payloads = {
+            JobKind.SEAL: lambda n: {"tree_id": f"t{n % 50}", "level": 0},
+            JobKind.APPEND_BUFFER: lambda n: {"tree_id": f"t{n % 50}", "level": 0, "item_id": f"i{n}"},
+            JobKind.EXTRACT_CHUNK: lambda n: {"chunk_id": f"c{n}"},
+            JobKind.REEMBED_BACKFILL: lambda _n: {"model": "soak"},
+        }
+        started = time.monotonic()
+        try:
+            while not self.stop.is_set():
+                due = int((time.monotonic() - started) * self.rate)
+                batch = []
+                for n in range(self.sent, due):
+                    kind = kinds[n % len(kinds)]
+                    batch.append(NewJob(kind, payloads[kind](n) | {"work_ms": self.rng.randint(1, 5)}))
+                if batch:
+                    self.producer.enqueue_many(batch)
+                    self.sent += len(batch)
+                self.stop.wait(0.1)
+        except BaseException as exc:
+            self.error = exc
+
+
+def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
+    binary = find_redis_server()
+    if binary is None:
+        raise RuntimeError("the soak needs redis-server (apt-get install redis-server)")
+    rng = random.Random(settings.seed or None)
+    with ExitStack() as stack:
+        redis_server = PrivateRedis(root / "redis", binary)
+        redis_server.start()
+        stack.callback(redis_server.stop)
+        database = SharedDatabase()
+        stack.callback(database.close)
+        beat = dict.fromkeys(OFF_SWEEPS, 86_400.0) | {
+            "recover": 1.0,
+            "dispatch_due": 1.0,
+            "prune_finished": settings.prune_every_s,
+        }
+        memtasks_env = {
+            "MEMTASKS_DATABASE_URL": database.url,
+            "MEMTASKS_BROKER_URL": f"{redis_server.server_url}/0",
+            "MEMTASKS_LOCK_REDIS_URL": f"{redis_server.server_url}/1",
+            "MEMTASKS_HANDLERS": "bench.soak.handlers:build_registry",
+            "MEMTASKS_LEASE_S": "10",
+            "MEMTASKS_RETENTION_DAYS": str(settings.retention_s / 86_400),
+            "MEMTASKS_BEAT_INTERVALS": json.dumps(beat),
+            "MEMTASKS_REDISPATCH_AFTER_S": "5",
+            "MEMTASKS_BREAKER_COOLDOWN_S": "2",
+        }
+        os.environ.update(memtasks_env)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTASKS_")}
+        env |= memtasks_env | {"PYTHONPATH": str(ROOT)}
+
+        from memtasks.config import load_settings
+        from memtasks.producer import Producer as MemtasksProducer
+        from memtasks.storage.engine import dispose_all, get_engine
+
+        stack.callback(dispose_all)
+        get_engine(database.url)  # migrated
+        engine = create_engine(database.url, pool_pre_ping=True, pool_size=2)
+        stack.callback(engine.dispose)
+        fleet = ChaosFleet(root / "fleet", env, concurrency=2)
+        (root / "fleet").mkdir()
+        stack.callback(fleet.close)
+        fleet.start_workers(["w1", "w2"])
+        fleet.start_beat("beat")
+        client = redis_server.client()
+        stack.callback(client.close)
+        sampler = Sampler(
+            engine,
+            database.name,
+            client,
+            {"w1": fleet.main_pid("w1"), "w2": fleet.main_pid("w2"), "beat": fleet.beats["beat"].pid},
+        )
+        producer = MemtasksProducer(load_settings())
+        stack.callback(producer.close)
+        load = Producer(producer, settings.rate_per_s, rng)
+        load.thread.start()
+        stack.callback(load.stop.set)
+
+        duration = settings.minutes * 60
+        warmup = duration * settings.warmup_fraction
+        samples: list[dict[str, Any]] = []
+        faults: list[dict[str, Any]] = []
+        started = time.monotonic()
+        next_fault = started + settings.fault_every_s
+        next_sample = started
+        while time.monotonic() - started < duration:
+            now = time.monotonic()
+            if now >= next_sample:
+                try:
+                    samples.append(sampler.sample(now - started))
+                except Exception as exc:  # a sample during a Redis restart: skipped, counted
+                    faults.append({"at_s": round(now - started, 1), "sample_skipped": str(exc)[:200]})
+                next_sample += settings.sample_s
+            if now >= next_fault:
+                if len(faults) % 2 == 0:
+                    worker = rng.choice(["w1", "w2"])
+                    pid = rng.choice(fleet.children(worker))
+                    fleet.kill_child(worker, pid)
+                    faults.append({"at_s": round(now - started, 1), "fault": "kill_child", "worker": worker})
+                else:
+                    redis_server.restart(down_s=1.0)
+                    client.close()
+                    faults.append({"at_s": round(now - started, 1), "fault": "redis_restart"})
+                next_fault += settings.fault_every_s
+            if load.error is not None:
+                raise RuntimeError(f"the producer stopped: {load.error}") from load.error
+            time.sleep(0.2)
+        load.stop.set()
+        load.thread.join(timeout=10)
+
+        def settled() -> bool:
+            with engine.connect() as conn:
+                left = conn.execute(
+                    text("SELECT count(*) FROM mem_tree_jobs WHERE status IN ('ready', 'running')")
+                ).scalar_one()
+            return int(left) == 0
+
+        wait_until(settled, 120, "every job finished after the load stopped", interval=0.5)
+        with engine.connect() as conn:
+            leftover = {
+                str(k): int(v)
+                for k, v in conn.execute(
+                    text("SELECT status, count(*) FROM mem_tree_jobs GROUP BY status")
+                ).all()
+            }
+        done_bound = int(settings.rate_per_s * (settings.retention_s + settings.prune_every_s) * 1.5) + 500
+        verdict = judge(samples, warmup_s=warmup, done_bound=done_bound, leftover=leftover)
+        return {
+            "settings": asdict(settings),
+            "enqueued": load.sent,
+            "samples": len(samples),
+            "faults": [f for f in faults if "fault" in f],
+            "samples_skipped": sum(1 for f in faults if "sample_skipped" in f),
+            **verdict,
+            "series": samples,
+        }
