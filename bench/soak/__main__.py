@@ -16,6 +16,10 @@ from bench.soak.run import SoakSettings, run
 DEFAULT_OUT = ROOT / "bench" / "results" / "soak.json"
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="how long the load runs (default 30)")
@@ -30,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes=args.minutes, rate_per_s=args.rate, sample_s=args.sample, fault_every_s=args.fault_every
     )
     # SIGTERM unwinds like Ctrl-C: the fleet, Redis and the run's database are torn down.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="memtasks-soak-"))
     try:
         figures = run(settings, root)
