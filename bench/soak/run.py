@@ -148,15 +148,16 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
                     faults.append({"at_s": round(now - started, 1), "sample_skipped": str(exc)[:200]})
                 next_sample += settings.sample_s
             if now >= next_fault:
-                if len(faults) % 2 == 0:
+                # Redis first: the warm-up then includes the reconnections a restart causes.
+                if sum(1 for f in faults if "fault" in f) % 2 == 0:
+                    redis_server.restart(down_s=1.0)
+                    client.close()
+                    faults.append({"at_s": round(now - started, 1), "fault": "redis_restart"})
+                else:
                     worker = rng.choice(["w1", "w2"])
                     pid = rng.choice(fleet.children(worker))
                     fleet.kill_child(worker, pid)
                     faults.append({"at_s": round(now - started, 1), "fault": "kill_child", "worker": worker})
-                else:
-                    redis_server.restart(down_s=1.0)
-                    client.close()
-                    faults.append({"at_s": round(now - started, 1), "fault": "redis_restart"})
                 next_fault += settings.fault_every_s
             if load.error is not None:
                 raise RuntimeError(f"the producer stopped: {load.error}") from load.error
