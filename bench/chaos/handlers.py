@@ -83,6 +83,21 @@ def record_execution(ctx: HandlerContext, n: object, slow_ms: int) -> None:
     os.write(_log_fd(), (json.dumps(line, separators=(",", ":")) + "\n").encode())
 
 
+def write_effect(ctx: HandlerContext) -> None:
+    """The job's one effect row, in its own transaction (committed with the settle or never)."""
+    job = ctx.job
+    ctx.conn.execute(
+        insert(chaos_effects).values(
+            job_id=job.id,
+            kind=job.kind,
+            lease_token=job.lease_token,
+            attempt=job.attempts,
+            pid=os.getpid(),
+            at_ms=ctx.now(),
+        )
+    )
+
+
 def effect(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
     job = ctx.job
     slow_attempts = payload.get("slow_attempts")
@@ -96,16 +111,7 @@ def effect(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
         raise ValidationError(f"chaos: {job.id} fails for good as planned", code=PLANNED_FAILURE)
     if payload.get("fail_first") and job.attempts == 1:
         raise PlannedFailure(f"chaos: {job.id} fails its first attempt as planned")
-    ctx.conn.execute(
-        insert(chaos_effects).values(
-            job_id=job.id,
-            kind=job.kind,
-            lease_token=job.lease_token,
-            attempt=job.attempts,
-            pid=os.getpid(),
-            at_ms=ctx.now(),
-        )
-    )
+    write_effect(ctx)
     if payload.get("followup"):
         ctx.enqueue(
             NewJob(

@@ -37,8 +37,11 @@ def netns_problem() -> str | None:
     try:
         _ip("netns", "add", name)
     except (subprocess.CalledProcessError, OSError) as exc:
-        failed = isinstance(exc, subprocess.CalledProcessError)
-        detail = exc.stderr.decode(errors="replace").strip() if failed else exc
+        detail = (
+            exc.stderr.decode(errors="replace").strip()
+            if isinstance(exc, subprocess.CalledProcessError)
+            else exc
+        )
         return f"network namespaces cannot be made here (root is needed): {detail}"
     _ip("netns", "del", name)
     return None

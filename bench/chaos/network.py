@@ -30,7 +30,6 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -46,6 +45,7 @@ from bench.chaos.postgres_server import SharedDatabase
 from bench.chaos.procs import end, spawn, wait_until
 from bench.chaos.redis_server import PrivateRedis, find_redis_server
 from bench.chaos.settings import DEFAULT_OUT, OFF_SWEEPS, ROOT
+from bench.chaos.stream import SteadyStream
 
 CELERY = [sys.executable, "-m", "celery", "-A", "memtasks.worker.app"]
 QUEUES = "critical,default,bulk,llm,maintenance"
@@ -113,38 +113,12 @@ def _host_of(row: dict[str, Any]) -> str:
     return str(row["claimed_by"] or "").split(":")[0]
 
 
-class Stream:
-    """Short seal jobs at a steady rate from this host (never cut), half of them on the two
-    trees whose buffers the bait jobs lock (``hot0``, ``hot1``)."""
+def stream_job(n: int) -> Any:
+    """A short seal job; half of them on the two trees whose buffers the bait jobs lock
+    (``hot0``, ``hot1``)."""
+    from memtasks.domain.jobs import JobKind, NewJob
 
-    def __init__(self, producer: Any, per_s: float) -> None:
-        self.producer = producer
-        self.per_s = per_s
-        self.sent = 0
-        self.stop = threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="stream", daemon=True)
-
-    def _run(self) -> None:
-        from memtasks.domain.jobs import JobKind, NewJob
-
-        started = time.monotonic()
-        try:
-            while not self.stop.is_set():
-                due = int((time.monotonic() - started) * self.per_s)
-                batch = [
-                    NewJob(
-                        JobKind.SEAL,
-                        {"tree_id": f"hot{i % 4}" if i % 4 < 2 else f"t{i % 40}", "level": 0, "n": i},
-                    )
-                    for i in range(self.sent, due)
-                ]
-                if batch:
-                    self.producer.enqueue_many(batch)
-                    self.sent += len(batch)
-                self.stop.wait(0.1)
-        except BaseException as exc:
-            self.error = exc
+    return NewJob(JobKind.SEAL, {"tree_id": f"hot{n % 4}" if n % 4 < 2 else f"t{n % 40}", "level": 0, "n": n})
 
 
 def run_partition(settings: PartitionSettings, root: Path) -> dict[str, Any]:
@@ -298,8 +272,8 @@ def _run(
 
     wait_until(baits_running_on_a, 60, "both bait jobs running on host a")
     start("b")
-    stream = Stream(producer, settings.stream_per_s)
-    stream.thread.start()
+    stream = SteadyStream(producer.enqueue_many, stream_job, settings.stream_per_s, "stream")
+    stream.start()
     stack.callback(stream.stop.set)
     wait_until(
         lambda: any(_host_of(r) == "host-b" and r["status"] == "done" for r in _rows(engine)),
@@ -329,16 +303,16 @@ def _run(
     back_deadline = settings.healed_within_s + 30
     with contextlib.suppress(Exception):
         wait_until(a_back, back_deadline, "host a at work again")
-    stream.stop.set()
-    stream.thread.join(timeout=10)
-    if stream.error is not None:
-        raise RuntimeError(f"the producer stopped: {stream.error}") from stream.error
+    stream.finish()
     with contextlib.suppress(Exception):
         wait_until(lambda: all(r["status"] == "done" for r in _rows(engine)), 120, "every job done")
 
     rows = _rows(engine)
     with engine.connect() as conn:
-        effects = dict(conn.execute(text("SELECT job_id, count(*) FROM chaos_effects GROUP BY job_id")).all())
+        effects: dict[str, int] = {
+            str(r[0]): int(r[1])
+            for r in conn.execute(text("SELECT job_id, count(*) FROM chaos_effects GROUP BY job_id"))
+        }
     with engine.connect() as conn:
         tokens = {r[0]: r[1] for r in conn.execute(text("SELECT job_id, lease_token FROM chaos_effects"))}
         history = {
@@ -366,8 +340,8 @@ def _run(
     figures: dict[str, Any] = {
         "settings": asdict(settings),
         "jobs": len(rows),
-        "done": sum(r["status"] == "done" for r in rows),
-        "lost": sum(r["status"] != "done" for r in rows),
+        "done": sum(1 for r in rows if r["status"] == "done"),
+        "lost": sum(1 for r in rows if r["status"] != "done"),
         "double_effects": sum(1 for n in effects.values() if n > 1),
         "done_without_effect": sum(1 for r in rows if r["status"] == "done" and effects.get(r["id"], 0) != 1),
         "stranded_jobs": len(baits),

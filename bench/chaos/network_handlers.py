@@ -10,14 +10,13 @@ ran twice on two hosts shows two effects only if fencing failed.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 
-from bench.chaos.handlers import chaos_effects
+from bench.chaos.handlers import write_effect
 from memtasks.domain.jobs import JobKind
 from memtasks.services.mem_tree import Defer, HandlerContext, HandlerRegistry
 
@@ -31,16 +30,7 @@ def hold_then_write(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | 
         while time.monotonic() < deadline:  # a cut-off host learns nothing until it heals
             ctx.conn.execute(text("SELECT 1"))
             time.sleep(0.5)
-    ctx.conn.execute(
-        insert(chaos_effects).values(
-            job_id=job.id,
-            kind=job.kind,
-            lease_token=job.lease_token,
-            attempt=job.attempts,
-            pid=os.getpid(),
-            at_ms=ctx.now(),
-        )
-    )
+    write_effect(ctx)
     return None
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import random
-import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from bench.chaos.postgres_server import SharedDatabase
 from bench.chaos.procs import wait_until
 from bench.chaos.redis_server import PrivateRedis, find_redis_server
 from bench.chaos.settings import OFF_SWEEPS, ROOT
+from bench.chaos.stream import SteadyStream
 from bench.soak.sampler import Sampler
 from bench.soak.verdict import judge
 
@@ -36,42 +37,23 @@ class SoakSettings:
     seed: int = 0
 
 
-class Producer:
-    """Mixed memory-tree jobs at a steady rate, from a thread of its own."""
+def mixed_jobs(rng: random.Random) -> Callable[[int], Any]:
+    """Job ``n`` of the soak: four memory-tree kinds in turn, each a few milliseconds of work."""
+    from memtasks.domain.jobs import JobKind, NewJob
 
-    def __init__(self, producer: Any, rate: float, rng: random.Random) -> None:
-        self.producer = producer
-        self.rate = rate
-        self.rng = rng
-        self.sent = 0
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="soak-producer", daemon=True)
+    kinds = [JobKind.SEAL, JobKind.APPEND_BUFFER, JobKind.EXTRACT_CHUNK, JobKind.REEMBED_BACKFILL]
+    payloads: dict[JobKind, Callable[[int], dict[str, Any]]] = {
+        JobKind.SEAL: lambda n: {"tree_id": f"t{n % 50}", "level": 0},
+        JobKind.APPEND_BUFFER: lambda n: {"tree_id": f"t{n % 50}", "level": 0, "item_id": f"i{n}"},
+        JobKind.EXTRACT_CHUNK: lambda n: {"chunk_id": f"c{n}"},
+        JobKind.REEMBED_BACKFILL: lambda _n: {"model": "soak"},
+    }
 
-    def _run(self) -> None:
-        from memtasks.domain.jobs import JobKind, NewJob
+    def make(n: int) -> Any:
+        kind = kinds[n % len(kinds)]
+        return NewJob(kind, payloads[kind](n) | {"work_ms": rng.randint(1, 5)})
 
-        kinds = [JobKind.SEAL, JobKind.APPEND_BUFFER, JobKind.EXTRACT_CHUNK, JobKind.REEMBED_BACKFILL]
-        payloads = {
-            JobKind.SEAL: lambda n: {"tree_id": f"t{n % 50}", "level": 0},
-            JobKind.APPEND_BUFFER: lambda n: {"tree_id": f"t{n % 50}", "level": 0, "item_id": f"i{n}"},
-            JobKind.EXTRACT_CHUNK: lambda n: {"chunk_id": f"c{n}"},
-            JobKind.REEMBED_BACKFILL: lambda _n: {"model": "soak"},
-        }
-        started = time.monotonic()
-        try:
-            while not self.stop.is_set():
-                due = int((time.monotonic() - started) * self.rate)
-                batch = []
-                for n in range(self.sent, due):
-                    kind = kinds[n % len(kinds)]
-                    batch.append(NewJob(kind, payloads[kind](n) | {"work_ms": self.rng.randint(1, 5)}))
-                if batch:
-                    self.producer.enqueue_many(batch)
-                    self.sent += len(batch)
-                self.stop.wait(0.1)
-        except BaseException as exc:
-            self.error = exc
+    return make
 
 
 def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
@@ -128,8 +110,8 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
         )
         producer = MemtasksProducer(load_settings())
         stack.callback(producer.close)
-        load = Producer(producer, settings.rate_per_s, rng)
-        load.thread.start()
+        load = SteadyStream(producer.enqueue_many, mixed_jobs(rng), settings.rate_per_s, "soak-producer")
+        load.start()
         stack.callback(load.stop.set)
 
         duration = settings.minutes * 60
@@ -162,8 +144,7 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
             if load.error is not None:
                 raise RuntimeError(f"the producer stopped: {load.error}") from load.error
             time.sleep(0.2)
-        load.stop.set()
-        load.thread.join(timeout=10)
+        load.finish()
 
         def settled() -> bool:
             with engine.connect() as conn:

@@ -47,19 +47,21 @@ class Sampler:
                     {"d": self.database},
                 ).scalar_one()
             )
-            by_status = dict(
-                conn.execute(text("SELECT status, count(*) FROM mem_tree_jobs GROUP BY status")).all()
-            )
+            by_status = {
+                str(r[0]): int(r[1])
+                for r in conn.execute(text("SELECT status, count(*) FROM mem_tree_jobs GROUP BY status"))
+            }
             table_mb = (
                 float(conn.execute(text("SELECT pg_total_relation_size('mem_tree_jobs')")).scalar_one())
                 / 2**20
             )
-        clients = int(self.redis_client.info("clients")["connected_clients"])
+        info: dict[str, Any] = self.redis_client.info("clients")  # type: ignore[assignment]
+        clients = int(info["connected_clients"])
         return {
             "at_s": round(at_s, 1),
             "rss_mb": {name: round(group_rss_mb(pid), 1) for name, pid in self.processes.items()},
             "pg_connections": connections,
             "redis_clients": clients,
-            "rows": {str(k): int(v) for k, v in by_status.items()},
+            "rows": by_status,
             "table_mb": round(table_mb, 2),
         }
