@@ -16,6 +16,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import redis
@@ -43,10 +44,20 @@ def libfaketime() -> str:
     return found[0]
 
 
+FAKETIME_SITE = Path(__file__).with_name("faketime_site")
+
+
 def skewed(env: dict[str, str], offset: str) -> dict[str, str]:
-    """``env`` for a process whose wall clock is ``offset`` off. (Its monotonic clock is offset
-    alike: with ``FAKETIME_DONT_FAKE_MONOTONIC`` libfaketime turns Python's sleeps into EINVAL.)"""
-    return env | {"LD_PRELOAD": libfaketime(), "FAKETIME": offset}
+    """``env`` for a process whose wall clock is ``offset`` off. Its monotonic clock stays
+    true (libfaketime's faked one hangs every timed wait on a lock: the lease keeper's), and
+    ``faketime_site/sitecustomize.py`` makes ``time.sleep`` wait on an event, since
+    libfaketime then answers Python's ``clock_nanosleep`` with EINVAL."""
+    return env | {
+        "LD_PRELOAD": libfaketime(),
+        "FAKETIME": offset,
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "PYTHONPATH": f"{FAKETIME_SITE}:{env['PYTHONPATH']}",
+    }
 
 
 PRODUCER = textwrap.dedent(
