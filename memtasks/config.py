@@ -166,6 +166,22 @@ class Settings(BaseSettings):
     )
     redispatch_after_s: PositiveSeconds = 300.0
     publish_timeout_s: PositiveSeconds = 4.0
+    broker_socket_timeout_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=1e6,
+        allow_inf_nan=False,
+        description="Redis broker: a command with no answer this long fails and its connection is"
+        " replaced (a connection that went silent without closing); 0: wait for ever (kombu's default)",
+    )
+    broker_health_check_s: int = Field(
+        default=10,
+        ge=0,
+        le=86_400,
+        description="broker health checks every this many seconds: Redis connections idle longer are"
+        " pinged before use and a consumer whose BRPOP got no reply past it reconnects;"
+        " RabbitMQ heartbeats; 0: the libraries' defaults (a BRPOP check every 25 s, heartbeats every 120 s)",
+    )
     dispatch_batch: int = Field(default=1000, ge=1, le=MAX_BATCH)
     visibility_timeout_s: PositiveSeconds = 3600.0
     worker_max_memory_per_child_kb: int = Field(default=512_000, ge=1, le=2**31 - 1)

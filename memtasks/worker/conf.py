@@ -25,6 +25,30 @@ VISIBILITY_TIMEOUT_S = 3600.0
 """Redis's visibility timeout for a producer that has no settings (a publisher never waits on it)."""
 PUBLISH_TIMEOUT_S = 4.0
 """How long a producer without settings waits for the broker when it connects."""
+BROKER_SOCKET_TIMEOUT_S = 10.0
+"""A producer without settings gives up on a Redis command with no answer after this long."""
+BROKER_HEALTH_CHECK_S = 10
+"""A producer without settings pings a Redis connection idle this long before using it."""
+
+
+def broker_liveness(socket_timeout_s: float, health_check_s: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The transport options and the Celery settings that notice a broker connection that went
+    silent without closing (a NAT or proxy entry that died, a broker that hangs): TCP keepalives
+    end it where the kernel can tell; a Redis command with no answer fails after
+    ``socket_timeout_s``; a connection idle past ``health_check_s`` is pinged before use, and
+    kombu drops a consumer's BRPOP connection whose reply is overdue by ``health_check_s``
+    (BRPOP replies within a second on a live server), so a silenced consumer reconnects within
+    about ``1 + 2 * health_check_s`` seconds; RabbitMQ connections heartbeat every
+    ``health_check_s``. 0 leaves each to the libraries (no socket timeout: wait for ever;
+    kombu's check every 25 s; Celery's heartbeat every 120 s)."""
+    options: dict[str, Any] = {"socket_keepalive": True}
+    conf: dict[str, Any] = {}
+    if socket_timeout_s > 0:
+        options["socket_timeout"] = socket_timeout_s
+    if health_check_s > 0:
+        options["health_check_interval"] = health_check_s
+        conf["broker_heartbeat"] = health_check_s
+    return options, conf
 
 
 def task_queues() -> list[Queue]:
@@ -40,10 +64,18 @@ def task_queues() -> list[Queue]:
     return [*own, plain]
 
 
-def publisher_conf(*, visibility_timeout_s: float, publish_timeout_s: float) -> dict[str, Any]:
+def publisher_conf(
+    *,
+    visibility_timeout_s: float,
+    publish_timeout_s: float,
+    socket_timeout_s: float = BROKER_SOCKET_TIMEOUT_S,
+    health_check_s: int = BROKER_HEALTH_CHECK_S,
+) -> dict[str, Any]:
     """What a process that publishes must share with the workers: JSON, the queues as they are
     declared, the Redis priority sub-queues (their steps and separator name the Redis lists),
-    and publishes that fail fast."""
+    publishes that fail fast, and connections that notice a silent broker
+    (:func:`broker_liveness`)."""
+    liveness, liveness_conf = broker_liveness(socket_timeout_s, health_check_s)
     return {
         "task_serializer": "json",
         "result_serializer": "json",
@@ -61,7 +93,9 @@ def publisher_conf(*, visibility_timeout_s: float, publish_timeout_s: float) -> 
             "visibility_timeout": visibility_timeout_s,
             "priority_steps": list(range(MAX_PRIORITY + 1)),
             "sep": ":",
+            **liveness,
         },
+        **liveness_conf,
         "broker_connection_retry_on_startup": True,
         "broker_connection_timeout": publish_timeout_s,
         # A publish that cannot reach the broker fails fast: the row is committed and the
@@ -83,7 +117,10 @@ def celery_conf(settings: Settings) -> dict[str, Any]:
     :func:`prefetch_of`), a memory ceiling per child."""
     return {
         **publisher_conf(
-            visibility_timeout_s=settings.visibility_timeout_s, publish_timeout_s=settings.publish_timeout_s
+            visibility_timeout_s=settings.visibility_timeout_s,
+            publish_timeout_s=settings.publish_timeout_s,
+            socket_timeout_s=settings.broker_socket_timeout_s,
+            health_check_s=settings.broker_health_check_s,
         ),
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
