@@ -53,6 +53,22 @@ def as_dict(report: StatusReport, tree_uses_llm: bool) -> dict[str, Any]:
             "last_24h": report.retrieval_failures_last_24h,
         },
         "summaries_by_level": report.summaries_by_level,
+        "storage": None
+        if report.storage is None
+        else {
+            "autovacuum": report.storage.autovacuum,
+            "warning": report.storage.warning,
+            "tables": [
+                {
+                    "table": t.table,
+                    "bytes": t.bytes,
+                    "live_rows": t.live_rows,
+                    "dead_rows": t.dead_rows,
+                    "last_vacuum": iso(t.last_vacuum_ms) if t.last_vacuum_ms is not None else None,
+                }
+                for t in report.storage.tables
+            ],
+        },
     }
 
 
@@ -101,3 +117,12 @@ def render(report: StatusReport, tree_uses_llm: bool) -> None:
                 record.name, when(record.started_at_ms), record.outcome, (record.detail or "")[:60]
             )
         out.print(sweeps)
+    if report.storage is not None:
+        for t in report.storage.tables:
+            out.print(
+                f"{t.table}: {t.bytes / 1e6:.1f} MB on disk, {t.live_rows} live rows, {t.dead_rows} dead,"
+                f" last vacuum {when(t.last_vacuum_ms) if t.last_vacuum_ms is not None else 'never'}",
+                markup=False,
+            )
+        if report.storage.warning is not None:
+            out.print(f"warning: {report.storage.warning}", markup=False, style="yellow")

@@ -13,6 +13,7 @@ from memtasks.storage.retrieval_repo import RetrievalFailures
 from memtasks.storage.rows import reading
 from memtasks.storage.stats_repo import QueueStats, queue_stats
 from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
+from memtasks.storage.table_health import StorageHealth, storage_health
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,8 @@ class StatusReport:
     retrieval_failures_total: int
     retrieval_failures_last_24h: int
     summaries_by_level: dict[int, int]
+    storage: StorageHealth | None
+    """PostgreSQL only: the job tables' size, dead rows, last vacuum; whether autovacuum runs."""
 
 
 def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
@@ -51,6 +54,7 @@ def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
         retrieval_failures_total=failures.count(),
         retrieval_failures_last_24h=failures.count(since_ms=now - 24 * HOUR_MS),
         summaries_by_level=levels,
+        storage=storage_health(engine),
     )
 
 
