@@ -10,13 +10,18 @@ switch that died. Healing brings the link back up.
 A :class:`Relay` is ``socat`` listening on a host's link address and forwarding to a server on
 loopback; the servers see the relay, never the host, which is how a host behind a proxy or a
 NAT looks to them: a cut host's sessions stay open on the server until something ends them.
+With ``spoilable=True`` it is :mod:`bench.chaos.link_relay` instead, which can slow the link
+(:meth:`Relay.slow` at start, :meth:`Relay.unslow`) or silence the connections open at an
+instant (:meth:`Relay.silence`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -89,22 +94,47 @@ class Host:
 
 class Relay:
     """``socat`` on ``listen_host`` (a port of its own) forwarding every connection to
-    ``127.0.0.1:target_port``."""
+    ``127.0.0.1:target_port``; with ``spoilable``, :mod:`bench.chaos.link_relay`, whose link
+    starts ``delay_ms`` slow each way."""
 
-    def __init__(self, root: Path, name: str, listen_host: str, target_port: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        listen_host: str,
+        target_port: int,
+        *,
+        spoilable: bool = False,
+        delay_ms: float = 0.0,
+    ) -> None:
         self.root = root
         self.name = name
         self.listen_host = listen_host
         self.port = free_port()
         self.target_port = target_port
+        self.spoilable = spoilable
+        self.delay_ms = delay_ms
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        argv = [
-            "socat",
-            f"TCP-LISTEN:{self.port},bind={self.listen_host},fork,reuseaddr",
-            f"TCP:127.0.0.1:{self.target_port}",
-        ]
+        if self.spoilable:
+            argv = [
+                sys.executable,
+                "-m",
+                "bench.chaos.link_relay",
+                "--listen",
+                f"{self.listen_host}:{self.port}",
+                "--target",
+                str(self.target_port),
+                "--delay-ms",
+                str(self.delay_ms),
+            ]
+        else:
+            argv = [
+                "socat",
+                f"TCP-LISTEN:{self.port},bind={self.listen_host},fork,reuseaddr",
+                f"TCP:127.0.0.1:{self.target_port}",
+            ]
         self.proc = spawn(argv, log=self.root / f"relay-{self.name}.log")
         wait_until(self._listening, 20, f"relay {self.name} on {self.listen_host}:{self.port}")
 
@@ -114,6 +144,19 @@ class Relay:
         with contextlib.suppress(OSError), socket.create_connection((self.listen_host, self.port), timeout=1):
             return True
         return False
+
+    def silence(self) -> None:
+        """Every connection open now stops answering, without closing (spoilable only)."""
+        self._signal(signal.SIGUSR1)
+
+    def unslow(self) -> None:
+        """The link's delay back to 0 (spoilable only)."""
+        self._signal(signal.SIGUSR2)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if not self.spoilable or self.proc is None:
+            raise RuntimeError(f"relay {self.name} cannot be spoiled")
+        self.proc.send_signal(sig)
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -1,10 +1,8 @@
 """The partition scenario: a worker host cut off from Redis and PostgreSQL while it holds row
 locks, then healed (``python -m bench.chaos.network``; part of ``make chaos``).
 
-Two worker hosts (``bench.chaos.netns``: namespaces, veth links, ``socat`` relays to a private
-Redis and a database of the run's own on the shared PostgreSQL), each a ``celery worker``
-(prefork, 2 processes) under its own host name; a beat (recover and dispatch every second)
-and a producer on this host, which is never cut. Host ``a`` runs two bait ``seal`` jobs that
+On the fleet of :mod:`bench.chaos.network_fleet` (two worker hosts behind relays, a beat and a
+producer on this host, which is never cut), host ``a`` runs two bait ``seal`` jobs that
 lock the buffer rows of trees ``hot0`` and ``hot1`` and hold them; host ``b`` starts, a steady
 stream of short ``seal`` jobs flows (half on those trees, which need those locks), and host
 ``a`` is cut off for
@@ -26,9 +24,6 @@ import argparse
 import contextlib
 import itertools
 import json
-import os
-import random
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -37,18 +32,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
-from bench.chaos.netns import Host, Relay, netns_problem, unique_tag
-from bench.chaos.postgres_server import SharedDatabase
-from bench.chaos.procs import end, spawn, wait_until
-from bench.chaos.redis_server import PrivateRedis, find_redis_server
-from bench.chaos.settings import DEFAULT_OUT, OFF_SWEEPS, ROOT
+from bench.chaos.network_fleet import FleetShape, NetFleet, host_of, start_fleet
+from bench.chaos.procs import wait_until
+from bench.chaos.settings import DEFAULT_OUT
 from bench.chaos.stream import SteadyStream
 
-CELERY = [sys.executable, "-m", "celery", "-A", "memtasks.worker.app"]
-QUEUES = "critical,default,bulk,llm,maintenance"
 FENCED_MARKERS = (
     "lost its lease; its writes were rolled back",
     "after losing its lease",
@@ -71,48 +61,6 @@ class PartitionSettings:
     for comparison."""
 
 
-@dataclass
-class Worker:
-    host: Host
-    argv: list[str]
-    env: dict[str, str]
-    log: Path
-    proc: Any = None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-def _url_via(url: str, host: str, port: int) -> str:
-    return make_url(url).set(host=host, port=port).render_as_string(hide_password=False)
-
-
-def _now_ms(engine: Engine) -> int:
-    with engine.connect() as conn:
-        return int(
-            conn.execute(
-                text("SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)")
-            ).scalar_one()
-        )
-
-
-def _rows(engine: Engine) -> list[dict[str, Any]]:
-    with engine.connect() as conn:
-        return [
-            dict(r)
-            for r in conn.execute(
-                text(
-                    "SELECT id, status, attempts, claimed_by, started_at_ms, completed_at_ms"
-                    " FROM mem_tree_jobs"
-                )
-            ).mappings()
-        ]
-
-
-def _host_of(row: dict[str, Any]) -> str:
-    return str(row["claimed_by"] or "").split(":")[0]
-
-
 def stream_job(n: int) -> Any:
     """A short seal job; half of them on the two trees whose buffers the bait jobs lock
     (``hot0``, ``hot1``)."""
@@ -122,137 +70,34 @@ def stream_job(n: int) -> Any:
 
 
 def run_partition(settings: PartitionSettings, root: Path) -> dict[str, Any]:
-    problem = netns_problem()
-    if problem is not None:
-        raise RuntimeError(f"the partition scenario cannot run: {problem}")
-    binary = find_redis_server()
-    if binary is None:
-        raise RuntimeError("the partition scenario needs redis-server (apt-get install redis-server)")
     with ExitStack() as stack:
-        redis = PrivateRedis(root / "redis", binary)
-        redis.start()
-        stack.callback(redis.stop)
-        database = SharedDatabase()
-        stack.callback(database.close)
-        return _run(settings, root, stack, redis, database)
+        shape = FleetShape(
+            lease_s=settings.lease_s,
+            sweep_s=settings.sweep_s,
+            seed=settings.seed,
+            env={
+                # Longer than the cut: the cut-off host learns of it only after the heal, and
+                # then tries to settle its stranded jobs late — the fence must hold.
+                "MEMTASKS_DB_DEAD_PEER_S": str(settings.cut_s + 15),
+                **(
+                    {}
+                    if settings.bounded
+                    else {
+                        "MEMTASKS_DB_LOCK_TIMEOUT_S": "1000000",
+                        "MEMTASKS_DB_IDLE_IN_TRANSACTION_S": "1000000",
+                    }
+                ),
+            },
+        )
+        return _run(settings, start_fleet(root, stack, shape), stack)
     raise AssertionError("unreachable")
 
 
-def _run(
-    settings: PartitionSettings, root: Path, stack: ExitStack, redis: PrivateRedis, database: SharedDatabase
-) -> dict[str, Any]:
-    from bench.chaos.handlers import create_tables
-    from memtasks.config import load_settings
-    from memtasks.producer import Producer
-    from memtasks.storage.engine import dispose_all, get_engine
-
-    stack.callback(dispose_all)
-    create_tables(get_engine(database.url))
-    engine = create_engine(database.url, pool_pre_ping=True, pool_size=2)
-    stack.callback(engine.dispose)
-    db_port = make_url(database.url).port or 5432
-
-    beat = dict.fromkeys(OFF_SWEEPS, 86400.0) | {
-        "recover": settings.sweep_s,
-        "dispatch_due": settings.sweep_s,
-    }
-    common = {
-        "MEMTASKS_HANDLERS": "bench.chaos.network_handlers:build_registry",
-        "MEMTASKS_LEASE_S": str(settings.lease_s),
-        "MEMTASKS_MAX_ATTEMPTS": "10",
-        "MEMTASKS_BACKOFF_BASE_S": "0.5",
-        "MEMTASKS_BACKOFF_CAP_S": "2",
-        "MEMTASKS_REDISPATCH_AFTER_S": "3",
-        "MEMTASKS_VISIBILITY_TIMEOUT_S": "60",
-        "MEMTASKS_PUBLISH_TIMEOUT_S": "2",
-        "MEMTASKS_DRAIN_BATCH": "0",  # one message per job: every job's host is visible
-        # Longer than the cut: the cut-off host learns of it only after the heal, and then
-        # tries to settle its stranded jobs late — the fence must hold.
-        "MEMTASKS_DB_DEAD_PEER_S": str(settings.cut_s + 15),
-        **(
-            {}
-            if settings.bounded
-            else {"MEMTASKS_DB_LOCK_TIMEOUT_S": "1000000", "MEMTASKS_DB_IDLE_IN_TRANSACTION_S": "1000000"}
-        ),
-        "MEMTASKS_BEAT_INTERVALS": json.dumps(beat),
-    }
-    base = {k: v for k, v in os.environ.items() if not k.startswith("MEMTASKS_")}
-    base |= {"PYTHONPATH": str(ROOT)}
-    direct = common | {
-        "MEMTASKS_DATABASE_URL": database.url,
-        "MEMTASKS_BROKER_URL": f"{redis.server_url}/0",
-        "MEMTASKS_LOCK_REDIS_URL": f"{redis.server_url}/1",
-    }
-
-    tag = unique_tag()
-    first = random.Random(settings.seed or None).randrange(10, 240)
-    hosts = {name: Host(tag, first + i) for i, name in enumerate(("a", "b"))}
-    workers: dict[str, Worker] = {}
-    for name, host in hosts.items():
-        stack.callback(host.destroy)
-        host.create()
-        pg = Relay(root, f"pg-{name}", host.gateway, db_port)
-        rd = Relay(root, f"redis-{name}", host.gateway, redis.port)
-        for relay in (pg, rd):
-            relay.start()
-            stack.callback(relay.stop)
-        env = (
-            base
-            | common
-            | {
-                "MEMTASKS_DATABASE_URL": _url_via(database.url, host.gateway, pg.port),
-                "MEMTASKS_BROKER_URL": f"redis://{host.gateway}:{rd.port}/0",
-                "MEMTASKS_LOCK_REDIS_URL": f"redis://{host.gateway}:{rd.port}/1",
-            }
-        )
-        argv = host.command(
-            [
-                "unshare",
-                "--uts",
-                "sh",
-                "-c",
-                f'hostname host-{name} && exec "$@"',
-                "worker-host",
-                *CELERY,
-                "worker",
-                "-n",
-                f"w{name}@%h",
-                "-Q",
-                QUEUES,
-                "-P",
-                "prefork",
-                "-c",
-                "2",
-                "--without-mingle",
-                "--without-gossip",
-                "--without-heartbeat",
-                "-l",
-                "info",
-            ]
-        )
-        log = root / f"worker-{name}.log"
-        workers[name] = Worker(host, argv, env, log)
-
-    def start(name: str) -> None:
-        w = workers[name]
-        w.proc = spawn(w.argv, log=w.log, env=w.env)
-        stack.callback(end, w.proc)
-        wait_until(lambda: " ready." in w.text(), 90, f"worker on host {name} ready")
-
-    beat_proc = spawn(
-        [*CELERY, "beat", "-s", str(root / "beat-schedule"), "-l", "info"],
-        log=root / "beat.log",
-        env=base | direct,
-    )
-    stack.callback(end, beat_proc)
-
-    os.environ.update(direct)  # the producer below reads the same settings
-    producer = Producer(load_settings())
-    stack.callback(producer.close)
-
+def _run(settings: PartitionSettings, fleet: NetFleet, stack: ExitStack) -> dict[str, Any]:
     from memtasks.domain.jobs import JobKind, NewJob
 
-    start("a")
+    producer = fleet.producer
+    fleet.start_worker("a")
     baits = [
         producer.enqueue(NewJob(JobKind.SEAL, {"tree_id": f"hot{i}", "level": 0, "hold_s": settings.hold_s}))
         for i in range(2)
@@ -261,22 +106,22 @@ def _run(
     def baits_running_on_a() -> bool:
         """Both baits running on host a for a second and more (holding their locks, not
         waiting for one)."""
-        now = _now_ms(engine)
-        rows = {r["id"]: r for r in _rows(engine)}
+        now = fleet.now_ms()
+        rows = {r["id"]: r for r in fleet.rows()}
         return all(
             rows[b]["status"] == "running"
-            and _host_of(rows[b]) == "host-a"
+            and host_of(rows[b]) == "host-a"
             and now - int(rows[b]["started_at_ms"]) > 1_000
             for b in baits
         )
 
     wait_until(baits_running_on_a, 60, "both bait jobs running on host a")
-    start("b")
+    fleet.start_worker("b")
     stream = SteadyStream(producer.enqueue_many, stream_job, settings.stream_per_s, "stream")
     stream.start()
     stack.callback(stream.stop.set)
     wait_until(
-        lambda: any(_host_of(r) == "host-b" and r["status"] == "done" for r in _rows(engine)),
+        lambda: any(host_of(r) == "host-b" and r["status"] == "done" for r in fleet.rows()),
         60,
         "host b at work",
     )
@@ -284,20 +129,20 @@ def _run(
     if not baits_running_on_a():
         raise RuntimeError("the bait jobs stopped running on host a before the cut")
 
-    cut_ms = _now_ms(engine)
-    hosts["a"].cut()
+    cut_ms = fleet.now_ms()
+    fleet.hosts["a"].cut()
     try:
         end_at = time.monotonic() + settings.cut_s
         while time.monotonic() < end_at:
             time.sleep(0.1)
     finally:
-        hosts["a"].heal()
-    heal_ms = _now_ms(engine)
+        fleet.hosts["a"].heal()
+    heal_ms = fleet.now_ms()
 
     def a_back() -> bool:
         return any(
-            _host_of(r) == "host-a" and r["status"] == "done" and int(r["completed_at_ms"]) > heal_ms
-            for r in _rows(engine)
+            host_of(r) == "host-a" and r["status"] == "done" and int(r["completed_at_ms"]) > heal_ms
+            for r in fleet.rows()
         )
 
     back_deadline = settings.healed_within_s + 30
@@ -305,15 +150,10 @@ def _run(
         wait_until(a_back, back_deadline, "host a at work again")
     stream.finish()
     with contextlib.suppress(Exception):
-        wait_until(lambda: all(r["status"] == "done" for r in _rows(engine)), 120, "every job done")
+        wait_until(lambda: all(r["status"] == "done" for r in fleet.rows()), 120, "every job done")
 
-    rows = _rows(engine)
-    with engine.connect() as conn:
-        effects: dict[str, int] = {
-            str(r[0]): int(r[1])
-            for r in conn.execute(text("SELECT job_id, count(*) FROM chaos_effects GROUP BY job_id"))
-        }
-    with engine.connect() as conn:
+    rows = fleet.rows()
+    with fleet.engine.connect() as conn:
         tokens = {r[0]: r[1] for r in conn.execute(text("SELECT job_id, lease_token FROM chaos_effects"))}
         history = {
             r[0]: r[1]
@@ -326,26 +166,20 @@ def _run(
     b_done = sorted(
         int(r["completed_at_ms"])
         for r in rows
-        if _host_of(r) == "host-b"
-        and r["status"] == "done"
-        and cut_ms <= int(r["completed_at_ms"]) <= heal_ms
+        if host_of(r) == "host-b" and r["status"] == "done" and cut_ms <= int(r["completed_at_ms"]) <= heal_ms
     )
     marks = [cut_ms, *b_done, heal_ms]
     a_after = [
         int(r["completed_at_ms"])
         for r in rows
-        if _host_of(r) == "host-a" and r["status"] == "done" and int(r["completed_at_ms"]) > heal_ms
+        if host_of(r) == "host-a" and r["status"] == "done" and int(r["completed_at_ms"]) > heal_ms
     ]
-    log_a = workers["a"].text()
+    log_a = fleet.workers["a"].text()
     figures: dict[str, Any] = {
         "settings": asdict(settings),
-        "jobs": len(rows),
-        "done": sum(1 for r in rows if r["status"] == "done"),
-        "lost": sum(1 for r in rows if r["status"] != "done"),
-        "double_effects": sum(1 for n in effects.values() if n > 1),
-        "done_without_effect": sum(1 for r in rows if r["status"] == "done" and effects.get(r["id"], 0) != 1),
+        **fleet.outcome(rows),
         "stranded_jobs": len(baits),
-        "stranded_finished_by": sorted({_host_of(r) for r in bait_rows}),
+        "stranded_finished_by": sorted({host_of(r) for r in bait_rows}),
         "stranded_done_after_cut_s": round(
             (max(int(r["completed_at_ms"] or 0) for r in bait_rows) - cut_ms) / 1000, 2
         ),
@@ -358,11 +192,11 @@ def _run(
         "healed_host_back_s": round((min(a_after) - heal_ms) / 1000, 2) if a_after else None,
         "late_settles_fenced": sum(log_a.count(m) for m in FENCED_MARKERS),
         "stranded_effects_from_host_b": all(tokens.get(b) is not None for b in baits)
-        and all(_host_of(by_id[b]) == "host-b" for b in baits),
+        and all(host_of(by_id[b]) == "host-b" for b in baits),
         "stranded_history": {
             b: [(e["outcome"], e["worker"]) for e in json.loads(history[b] or "[]")] for b in baits
         },
-        "lock_waits_stepped_aside": sum(workers[n].text().count("met a row lock") for n in workers),
+        "lock_waits_stepped_aside": sum(w.text().count("met a row lock") for w in fleet.workers.values()),
     }
     figures["ok"] = bool(
         figures["lost"] == 0
