@@ -80,7 +80,7 @@ class PrivatePostgres:
 
     mode = "private-cluster"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, server_settings: dict[str, str] | None = None) -> None:
         bindir = postgres_bindir()
         if bindir is None:
             raise RuntimeError("initdb is not installed")
@@ -90,6 +90,8 @@ class PrivatePostgres:
         self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
         self.proc: subprocess.Popen[bytes] | None = None
+        self.server_settings = dict(server_settings or {})
+        """More ``-c name=value`` for the server, after the ones every run has."""
         root.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
             shutil.chown(root, self.user, self.user)
@@ -124,6 +126,7 @@ class PrivatePostgres:
             "synchronous_commit=on",
             "-c",
             "max_connections=300",
+            *(arg for name, value in self.server_settings.items() for arg in ("-c", f"{name}={value}")),
         ]
         self.proc = spawn(argv, log=self.root / "postgres.log", user=self.user, cwd=self.root)
         wait_until(self._answers, 60, f"the private PostgreSQL on port {self.port}")

@@ -28,10 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fault-every", type=float, default=120.0, help="seconds between faults (default 120)"
     )
+    parser.add_argument(
+        "--pg",
+        choices=("private", "shared"),
+        default="private",
+        help="private: a PostgreSQL cluster of the run's own with the server's defaults (default);"
+        " shared: a database on TEST_POSTGRES_URL's server, as that server is set",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     settings = SoakSettings(
-        minutes=args.minutes, rate_per_s=args.rate, sample_s=args.sample, fault_every_s=args.fault_every
+        minutes=args.minutes,
+        rate_per_s=args.rate,
+        sample_s=args.sample,
+        fault_every_s=args.fault_every,
+        pg=args.pg,
     )
     # SIGTERM unwinds like Ctrl-C: the fleet, Redis and the run's database are torn down.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -50,6 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         )
     for key, c in figures.get("connections", {}).items():
         print(f"  {key:<15} {c['warmup_peak']} → {c['end_peak']} (bound {c['bound']})")
+    table = figures.get("job_table")
+    if table:
+        print(
+            f"  job table      {table['warmup_peak_mb']:.1f} MB in the warm-up → {table['end_mb']:.1f} MB"
+            f" at the end (bound {table['bound_mb']:.1f})"
+        )
     print(
         f"  done rows peak {figures.get('done_rows_peak')} (bound {figures.get('done_rows_bound')}),"
         f" faults {len(figures['faults'])}"

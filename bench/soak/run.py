@@ -1,11 +1,18 @@
-"""One soak run: a private Redis, a database of its own on the shared PostgreSQL, two workers
-and a beat, a steady producer, faults every ``fault_every_s``; sampled every ``sample_s``."""
+"""One soak run: a private Redis, a private PostgreSQL cluster with the server's production
+defaults (autovacuum on, fsync on), two workers and a beat, a steady producer, faults every
+``fault_every_s``; sampled every ``sample_s``.
+
+``pg="shared"`` runs on a database of its own on the shared server instead — whatever that
+server is set to (this machine's CI server runs with autovacuum off: the job table then grows
+with every job, and the verdict says so)."""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -16,7 +23,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from bench.chaos.fleet import ChaosFleet
-from bench.chaos.postgres_server import SharedDatabase
+from bench.chaos.postgres_server import DATABASE, PrivatePostgres, SharedDatabase, private_cluster_problem
 from bench.chaos.procs import wait_until
 from bench.chaos.redis_server import PrivateRedis, find_redis_server
 from bench.chaos.settings import OFF_SWEEPS, ROOT
@@ -35,6 +42,32 @@ class SoakSettings:
     retention_s: float = 60.0
     prune_every_s: float = 15.0
     seed: int = 0
+    pg: str = "private"
+    """``private``: a cluster of the run's own; ``shared``: a database on TEST_POSTGRES_URL's server."""
+    autovacuum_naptime_s: float = 60.0
+    """The private server's ``autovacuum_naptime`` (PostgreSQL's default: 60 s). A run of a minute
+    turns it down, or no vacuum would come round within it."""
+
+
+def open_database(settings: SoakSettings, stack: ExitStack) -> tuple[Any, str]:
+    """The database and its name in ``pg_stat_activity``; closed and removed by ``stack``."""
+    if settings.pg == "shared":
+        shared = SharedDatabase()
+        stack.callback(shared.close)
+        return shared, shared.name
+    if settings.pg != "private":
+        raise ValueError(f"pg must be 'private' or 'shared', not {settings.pg!r}")
+    problem = private_cluster_problem()
+    if problem is not None:
+        raise RuntimeError(f"the soak needs a private PostgreSQL cluster: {problem}")
+    # A directory of its own under /tmp: the postgres user must reach it (pytest's are private).
+    root = Path(tempfile.mkdtemp(prefix="memtasks-soak-pg-"))
+    stack.callback(shutil.rmtree, root, ignore_errors=True)
+    root.chmod(0o711)
+    cluster = PrivatePostgres(root / "pg", {"autovacuum_naptime": f"{settings.autovacuum_naptime_s}s"})
+    stack.callback(cluster.close)
+    cluster.init()
+    return cluster, DATABASE
 
 
 def mixed_jobs(rng: random.Random) -> Callable[[int], Any]:
@@ -65,8 +98,7 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
         redis_server = PrivateRedis(root / "redis", binary)
         redis_server.start()
         stack.callback(redis_server.stop)
-        database = SharedDatabase()
-        stack.callback(database.close)
+        database, database_name = open_database(settings, stack)
         beat = dict.fromkeys(OFF_SWEEPS, 86_400.0) | {
             "recover": 1.0,
             "dispatch_due": 1.0,
@@ -104,7 +136,7 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
         stack.callback(client.close)
         sampler = Sampler(
             engine,
-            database.name,
+            database_name,
             client,
             {"w1": fleet.main_pid("w1"), "w2": fleet.main_pid("w2"), "beat": fleet.beats["beat"].pid},
         )

@@ -51,10 +51,13 @@ class Sampler:
                 str(r[0]): int(r[1])
                 for r in conn.execute(text("SELECT status, count(*) FROM mem_tree_jobs GROUP BY status"))
             }
-            table_mb = (
-                float(conn.execute(text("SELECT pg_total_relation_size('mem_tree_jobs')")).scalar_one())
-                / 2**20
-            )
+            size, dead = conn.execute(
+                text(
+                    "SELECT pg_total_relation_size('mem_tree_jobs'), n_dead_tup FROM pg_stat_user_tables"
+                    " WHERE relid = to_regclass('mem_tree_jobs')"
+                )
+            ).one()
+            table_mb = float(size) / 2**20
         info: dict[str, Any] = self.redis_client.info("clients")  # type: ignore[assignment]
         clients = int(info["connected_clients"])
         return {
@@ -64,4 +67,5 @@ class Sampler:
             "redis_clients": clients,
             "rows": by_status,
             "table_mb": round(table_mb, 2),
+            "dead_rows": int(dead),
         }

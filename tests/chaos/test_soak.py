@@ -23,7 +23,14 @@ def test_load_and_faults_grow_nothing(tmp_path: Path) -> None:
         pytest.fail("the soak needs redis-server (apt-get install redis-server; `make test` installs it)")
 
     figures = run(
-        SoakSettings(minutes=0.75, sample_s=1.0, fault_every_s=15.0, retention_s=15.0, warmup_fraction=0.5),
+        SoakSettings(
+            minutes=0.75,
+            sample_s=1.0,
+            fault_every_s=15.0,
+            retention_s=15.0,
+            warmup_fraction=0.5,
+            autovacuum_naptime_s=1.0,
+        ),
         tmp_path,
     )
 
