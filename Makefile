@@ -45,6 +45,7 @@ bench-quick: install services ## The same, smaller: a few minutes
 chaos: install services ## Chaos suite: 10,000 jobs on a private fleet while workers, Redis and PostgreSQL fail
 	$(BIN)/python -m bench.chaos --jobs 10000 --pg private --out bench/results/chaos.json
 	$(BIN)/python -m bench.chaos.network --out bench/results/chaos.json
+	$(BIN)/python -m bench.chaos.link_faults --out bench/results/chaos.json
 
 soak: install services ## Soak: steady mixed load with faults for 30 min (ARGS="--minutes 5" for less); fails on growth
 	$(BIN)/python -m bench.soak $(ARGS)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memtasks.domain.decay import MAX_CREATED_BY_CHARS, check_created_by
@@ -210,6 +210,21 @@ class Settings(BaseSettings):
         default=False,
         description="`memtasks flower` starts beyond loopback without authentication",
     )
+    web_port: int = Field(default=9810, ge=1, le=65_535, description="port of `memtasks web`")
+    web_address: str = Field(
+        default="127.0.0.1", description="address `memtasks web` listens on: an IP or a host name"
+    )
+    web_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="`memtasks web` asks for HTTP basic auth: user:password (comma-separated pairs)",
+    )
+    web_allow_unauthenticated: bool = Field(
+        default=False,
+        description="`memtasks web` starts beyond loopback without authentication",
+    )
+    web_read_only: bool = Field(
+        default=False, description="`memtasks web` shows and never changes: no retry, cancel or requeue"
+    )
     operator: str | None = Field(
         default=None, description="who asks for the decay jobs `memtasks enqueue decay` creates"
     )
@@ -249,10 +264,21 @@ class Settings(BaseSettings):
     def _worker_queues(cls, value: str) -> str:
         return check_queue_list(value)
 
-    @field_validator("metrics_address")
+    @field_validator("metrics_address", "web_address")
     @classmethod
     def _metrics_address(cls, value: str) -> str:
         return check_listen_address(value)
+
+    @field_validator("web_basic_auth")
+    @classmethod
+    def _web_basic_auth(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for entry in value.get_secret_value().split(","):
+            user, colon, password = entry.partition(":")
+            if not (colon and user.strip() and password):
+                raise ValueError("must be user:password (comma-separated pairs), neither part empty")
+        return value
 
     @field_validator("operator")
     @classmethod

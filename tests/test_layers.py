@@ -31,11 +31,13 @@ LAYERS = {
     "cli": 5,
     "metrics": 5,
     "demo": 5,
+    "web": 5,
 }
 """A module may import its own layer and the ones with a smaller number."""
 MAY_ALSO = {
     ("cli", "worker"): "the CLI starts `celery` commands with the worker's queue names",
     ("metrics", "worker"): "the exporter labels queues with the worker's routing",
+    ("web", "worker"): "the console labels queues with the worker's routing",
     ("producer", "worker"): "the producer publishes with the worker's client configuration",
     ("client", "worker"): "the broker-only client publishes with the worker's queues, routes and task names",
 }
@@ -83,7 +85,7 @@ def test_a_module_imports_only_the_layers_below_it(module: str) -> None:
 
 
 def test_the_storage_of_the_faces_goes_through_services() -> None:
-    faces = [m for m in MODULES if layer(m) in {"cli", "producer", "metrics", "worker"}]
+    faces = [m for m in MODULES if layer(m) in {"cli", "producer", "metrics", "worker", "web"}]
     for module in faces:
         assert not [i for i in GRAPH[module] if layer(i) == "storage"], f"{module} imports storage directly"
 

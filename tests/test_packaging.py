@@ -59,4 +59,13 @@ def test_building_the_wheel_prints_no_warning_of_ours(tmp_path: Path) -> None:
     (wheel,) = (tmp_path / "out").glob("memtasks-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         metadata = archive.read(f"{wheel.name.split('-py3')[0]}.dist-info/METADATA").decode()
+        names = set(archive.namelist())
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
+    # The console's templates and static files travel with the package (no CDN).
+    for shipped in (
+        "memtasks/web/templates/base.html",
+        "memtasks/web/static/htmx.min.js",
+        "memtasks/web/static/uPlot.iife.min.js",
+        "memtasks/web/static/htmx.LICENSE",
+    ):
+        assert shipped in names, shipped

@@ -17,7 +17,7 @@ import typer
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from memtasks.cli import db, demo, enqueue, fleet, jobs, operate, status
+from memtasks.cli import db, demo, enqueue, fleet, jobs, operate, status, web
 from memtasks.cli.common import EXIT_FAILURE, EXIT_USAGE, State, choice, completer, err
 from memtasks.domain.errors import ConfigurationError, MemtasksError
 from memtasks.domain.masking import mask_urls_in
@@ -90,6 +90,7 @@ app.command("worker", context_settings=fleet.PASS_THROUGH)(fleet.worker)
 app.command("beat", context_settings=fleet.PASS_THROUGH)(fleet.beat)
 app.command("flower", context_settings=fleet.PASS_THROUGH)(fleet.flower)
 app.command("metrics")(fleet.metrics)
+app.command("web")(web.web)
 app.command("demo")(demo.demo)
 
 

@@ -166,6 +166,35 @@ class JobsAdmin:
         found.sort(key=lambda j: (-j.created_at_ms, j.id))
         return found[:limit]
 
+    def page(
+        self,
+        table: Table,
+        *,
+        before_id: str | None = None,
+        status: str | None = None,
+        kinds: list[str] | None = None,
+        failure_class: str | None = None,
+        created_before_ms: int | None = None,
+        search: str | None = None,
+        limit: int = 50,
+    ) -> list[AnyJob]:
+        """A keyset page of one table (not ``all``), newest first: jobs whose id sorts below
+        ``before_id``. ``status``: a state word of either table (``ready`` lists pending decay
+        jobs too); ``search``: a job id or dedupe key, exactly."""
+        if table is Table.ALL:
+            raise ValueError("a page lists one table: mem-tree or decay")
+        word = None if status is None else STATE_WORDS[table].word(phase_of(status))
+        found: list[AnyJob] = self._queue(table).admin.page(
+            before_id=before_id,
+            status=word,
+            kinds=kinds,
+            failure_class=failure_class,
+            created_before_ms=created_before_ms,
+            search=search,
+            limit=limit,
+        )
+        return found
+
     def list_mem_tree(
         self, *, status: str | None = None, kind: str | None = None, limit: int = 50
     ) -> list[Job]:

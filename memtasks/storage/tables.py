@@ -167,3 +167,17 @@ sweeps = Table(
     Column("detail", Text),
     CheckConstraint("outcome IN ('running', 'ok', 'failed')", name="outcome"),
 )
+
+# What operators did to jobs by hand (the web console's actions): who, when, what, to how many.
+operator_actions = Table(
+    "operator_actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("via", String(16), nullable=False),
+    Column("action", String(40), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("affected", Integer, nullable=False),
+    Index("ix_operator_actions_at_ms", "at_ms"),
+)

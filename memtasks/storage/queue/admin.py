@@ -83,6 +83,40 @@ class QueueAdmin(Generic[R]):
         with reading(self.engine) as c:
             return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
 
+    def page(
+        self,
+        *,
+        before_id: str | None = None,
+        status: str | None = None,
+        kinds: Sequence[str] | None = None,
+        failure_class: str | None = None,
+        created_before_ms: int | None = None,
+        search: str | None = None,
+        limit: int = 50,
+    ) -> list[R]:
+        """One keyset page, newest first: up to ``limit`` rows whose id sorts below
+        ``before_id`` (ids are time-ordered, so the primary key is the order and a page costs
+        the same at any depth). ``search`` matches a job id or a dedupe key exactly."""
+        t = self.t
+        stmt = select(t).order_by(t.c.id.desc()).limit(limit)
+        if before_id is not None:
+            stmt = stmt.where(t.c.id < before_id)
+        if status is not None:
+            stmt = stmt.where(self.status == status)
+        if kinds is not None:
+            stmt = stmt.where(t.c.kind.in_(list(kinds)))
+        if failure_class is not None:
+            stmt = stmt.where(t.c.failure_class == failure_class)
+        if created_before_ms is not None:
+            stmt = stmt.where(t.c.created_at_ms <= created_before_ms)
+        if search is not None:
+            matches = [t.c.id == search]
+            if "dedupe_key" in t.c:
+                matches.append(t.c.dedupe_key == search)
+            stmt = stmt.where(or_(*matches))
+        with reading(self.engine) as c:
+            return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
+
     def count_by_state(self) -> dict[str, int]:
         """Rows per state word, every word present (0 when none)."""
         with reading(self.engine) as c:

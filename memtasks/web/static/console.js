@@ -1,0 +1,43 @@
+// The queues page's charts: the last hour of finished jobs from /api/series, drawn with
+// uPlot (served from the package) and redrawn every few seconds.
+(function () {
+  "use strict";
+  const config = () => window.memtasksCharts;
+  const charts = {};
+
+  function draw(id, data, series) {
+    const el = document.getElementById(id);
+    if (!el || typeof uPlot === "undefined") return;
+    const width = Math.max(el.clientWidth, 320);
+    if (charts[id]) {
+      charts[id].setData(data);
+      return;
+    }
+    charts[id] = new uPlot({ width: width, height: 220, series: [{}].concat(series), axes: [{}, { size: 50 }] }, data, el);
+  }
+
+  async function refresh() {
+    const c = config();
+    if (!c) return;
+    const response = await fetch(c.series, { headers: { Accept: "application/json" } });
+    if (!response.ok) return;
+    const s = await response.json();
+    const x = s.minute_ms.map((ms) => ms / 1000);
+    draw("chart-throughput", [x, s.finished], [{ label: "finished", stroke: "#2d6cdf", fill: "rgba(45,108,223,.1)" }]);
+    draw("chart-wait", [x, s.wait_p50_s, s.wait_p95_s], [
+      { label: "wait p50", stroke: "#1e8449" },
+      { label: "wait p95", stroke: "#c0392b" },
+    ]);
+    draw("chart-run", [x, s.run_p50_s, s.run_p95_s], [
+      { label: "run p50", stroke: "#1e8449" },
+      { label: "run p95", stroke: "#c0392b" },
+    ]);
+    document.body.dataset.chartsDrawn = String(Number(document.body.dataset.chartsDrawn || 0) + 1);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!config()) return;
+    refresh();
+    setInterval(refresh, config().every_s * 1000);
+  });
+})();
