@@ -10,6 +10,7 @@ from memtasks.domain.errors import ConfigurationError
 from memtasks.domain.jobs import JobKind
 from memtasks.worker import names
 from memtasks.worker.app import beat_entries, create_app
+from memtasks.worker.conf import publisher_app
 from memtasks.worker.routing import message_priority, queue_for
 
 pytestmark = pytest.mark.unit
@@ -32,6 +33,29 @@ def test_a_fleet_whose_text_models_call_an_llm_reserves_one_message_unless_told(
     assert create_app(load_settings(worker_prefetch=1)).conf.worker_prefetch_multiplier == 1
     with pytest.raises(ConfigurationError, match="MEMTASKS_WORKER_PREFETCH"):
         load_settings(worker_prefetch=0)
+
+
+def test_broker_connections_that_go_silent_are_given_up_unless_told_otherwise() -> None:
+    conf = create_app(load_settings()).conf
+    options = conf.broker_transport_options
+    assert (options["socket_timeout"], options["health_check_interval"], options["socket_keepalive"]) == (
+        10.0,
+        10,
+        True,
+    )
+    assert conf.broker_heartbeat == 10
+    told = create_app(load_settings(broker_socket_timeout_s=3, broker_health_check_s=4)).conf
+    assert told.broker_transport_options["socket_timeout"] == 3
+    assert (told.broker_transport_options["health_check_interval"], told.broker_heartbeat) == (4, 4)
+    libraries = create_app(load_settings(broker_socket_timeout_s=0, broker_health_check_s=0)).conf
+    assert "socket_timeout" not in libraries.broker_transport_options
+    assert "health_check_interval" not in libraries.broker_transport_options
+    assert libraries.broker_heartbeat == 120  # Celery's own default
+    # A producer with only a broker URL gets the same liveness.
+    published = publisher_app("redis://127.0.0.1:6379/0").conf.broker_transport_options
+    assert (published["socket_timeout"], published["health_check_interval"]) == (10.0, 10)
+    with pytest.raises(ConfigurationError, match="MEMTASKS_BROKER_SOCKET_TIMEOUT_S"):
+        load_settings(broker_socket_timeout_s=-1)
 
 
 def test_every_task_name_is_registered() -> None:
