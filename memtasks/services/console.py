@@ -13,13 +13,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from memtasks.domain.attestation import PURPOSE_LLM_SUMMARY, SCHEMA_VERSION
+from memtasks.domain.clock import HOUR_MS
+from memtasks.domain.decay import SummaryMethod
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.queues import QUEUES
 from memtasks.services.admin import AnyJob, JobsAdmin, RequeueFilter, Table, job_view
+from memtasks.services.consolidation_report import ConsolidationReport
+from memtasks.services.dry_run import unrecorded_dry_run
 from memtasks.services.job_series import JobSeries, Key, Point
+from memtasks.services.retrieval_failures import retrieval_report
 from memtasks.services.runtime import Runtime
 from memtasks.storage.audit_repo import OperatorAction, OperatorActions
+from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
+from memtasks.storage.retrieval_repo import FailureSummary
 from memtasks.storage.stats_repo import JobTable, QueueStats, queue_stats
+from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
 
 OVERVIEW_TTL_MS = 2_000
 PAGE_SIZE = 50
@@ -161,6 +170,53 @@ class Console:
         more = len(jobs) > PAGE_SIZE
         jobs = jobs[:PAGE_SIZE]
         return [job_view(j) for j in jobs], (jobs[-1].id if more and jobs else None)
+
+    def awaiting_attestation(self, view: dict[str, Any]) -> dict[str, Any] | None:
+        """For an LLM-summary decay job that waits for an operator: the document to sign (every
+        field but ``signature``; sign its canonical bytes — sorted keys, no whitespace — with the
+        operators' Ed25519 key) and the commands that hand it over. None for any other job."""
+        if not (
+            view.get("table") == "decay"
+            and view.get("summary_method") == SummaryMethod.LLM_SUMMARY.value
+            and view.get("status") == "pending"
+            and view.get("attestation_required")
+            and not view.get("attestation_attached")
+        ):
+            return None
+        settings = self.runtime.settings
+        now = self.admin.now()
+        job_id = str(view["id"])
+        return {
+            "document": {
+                "schema_version": SCHEMA_VERSION,
+                "purpose": PURPOSE_LLM_SUMMARY,
+                "job_id": job_id,
+                "model": settings.llm_model or "<MEMTASKS_LLM_MODEL of the fleet>",
+                "prompt_template_hash": settings.llm_prompt_template_hash
+                or "<MEMTASKS_LLM_PROMPT_TEMPLATE_HASH of the fleet>",
+                "operator_id": "<your operator id>",
+                "issued_at_ms": now,
+                "expires_at_ms": now + HOUR_MS,
+            },
+            "commands": [
+                f"memtasks decay run {job_id} --attestation FILE",
+                f"memtasks decay submit {job_id} --attestation FILE",
+            ],
+        }
+
+    def sweeps(self) -> list[tuple[SweepRecord, int]]:
+        """Every sweep with the start of its next slot."""
+        return [(r, (r.last_slot + 1) * r.interval_ms) for r in Sweeps(self.runtime.engine).all()]
+
+    def ledger(self, limit: int = 50) -> list[RunRecord]:
+        return ConsolidationRepo(self.runtime.engine).runs(limit)
+
+    def dry_run(self) -> ConsolidationReport:
+        """What a consolidation would delete now, gate by gate; nothing written, no lock taken."""
+        return unrecorded_dry_run(self.runtime, trigger="console")
+
+    def failures(self, window_ms: int) -> list[FailureSummary]:
+        return retrieval_report(self.runtime.engine, window_ms, self.admin.now)
 
     # ── actions: each recorded ───────────────────────────────────────────────
 

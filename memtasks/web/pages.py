@@ -142,7 +142,50 @@ async def job_page(request: Request) -> Response:
     if found is None:
         return render(request, "error.html", {"title": "not found", "message": f"no job {job_id}"}, 404)
     job, actions = found
-    return render(request, "job.html", {"title": job_id, "job": job, "actions": actions})
+    attestation = console.awaiting_attestation(job)
+    return render(
+        request, "job.html", {"title": job_id, "job": job, "actions": actions, "attestation": attestation}
+    )
+
+
+async def maintenance_page(request: Request) -> Response:
+    console = console_of(request)
+    sweeps = await run_in_threadpool(console.sweeps)
+    ledger = await run_in_threadpool(console.ledger)
+    return render(
+        request,
+        "maintenance.html",
+        {"title": "Maintenance", "sweeps": sweeps, "ledger": ledger, "now_ms": console.admin.now()},
+    )
+
+
+async def dry_run_fragment(request: Request) -> Response:
+    report = await run_in_threadpool(console_of(request).dry_run)
+    return render(request, "_dry_run.html", {"report": report})
+
+
+FAILURE_WINDOWS_H = (1, 6, 24, 24 * 7, 24 * 30)
+
+
+async def failures_page(request: Request) -> Response:
+    console = console_of(request)
+    raw = request.query_params.get("hours") or "24"
+    if not raw.isdigit() or int(raw) not in FAILURE_WINDOWS_H:
+        message = f"hours must be one of {', '.join(map(str, FAILURE_WINDOWS_H))}"
+        return render(request, "error.html", {"title": "bad window", "message": message}, 400)
+    hours = int(raw)
+    groups = await run_in_threadpool(console.failures, hours * 3_600_000)
+    return render(
+        request,
+        "failures.html",
+        {
+            "title": "Retrieval failures",
+            "groups": groups,
+            "hours": hours,
+            "windows": FAILURE_WINDOWS_H,
+            "total": sum(g.count for g in groups),
+        },
+    )
 
 
 async def job_action(request: Request) -> Response:
@@ -215,6 +258,9 @@ def routes() -> list[Route]:
         Route("/jobs", jobs_page),
         Route("/jobs/{job_id}", job_page),
         Route("/jobs/{job_id}/{action:str}", job_action, methods=["POST"]),
+        Route("/maintenance", maintenance_page),
+        Route("/maintenance/plan", dry_run_fragment),
+        Route("/failures", failures_page),
         Route("/requeue", requeue_page),
         Route("/requeue", requeue_action, methods=["POST"]),
     ]

@@ -4,6 +4,7 @@ and its guard refuses what it must."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable
@@ -14,9 +15,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.domain.jobs import FailureClass, JobKind, NewJob
+from memtasks.domain.retrieval import RetrievalFailure
+from memtasks.services.retrieval_failures import DatabaseSink
+from memtasks.storage.decay_queue import DecayJobs
 from memtasks.storage.engine import get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.sweeps_repo import Sweeps
 from memtasks.web.app import Guard
 from memtasks.web.security import listen_problem
 from tests.web.conftest import RunningConsole
@@ -263,3 +269,62 @@ def test_without_authentication_only_loopback_clients_are_answered() -> None:
     assert listen_problem("0.0.0.0", {"ops": "pw"}) is None
     problem = listen_problem("0.0.0.0", None)
     assert problem is not None and "MEMTASKS_WEB_BASIC_AUTH" in problem
+
+
+def test_an_llm_summary_waiting_for_an_operator_says_what_to_sign_and_how(start_console: Start) -> None:
+    console = start_console(llm_model="m-1", llm_prompt_template_hash="sha256:abc")
+    engine = get_engine(console.settings.resolved_database_url)
+    decay = DecayJobs(engine)
+    waiting = decay.enqueue(
+        DecaySpec(DecayKind.CANDIDATE_COMPRESSION, ("mem_a", "mem_b"), SummaryMethod.LLM_SUMMARY),
+        created_by="op",
+    )
+    plain = decay.enqueue(DecaySpec(DecayKind.CANDIDATE_COMPRESSION, ("mem_c",)), created_by="op")
+    with console.client() as client:
+        page = client.get(f"/jobs/{waiting}")
+        assert page.status_code == 200 and 'id="attestation"' in page.text
+        assert f"memtasks decay run {waiting} --attestation FILE" in page.text
+        document = json.loads(
+            html.unescape(re.search(r'<pre id="attestation-document">(.*?)</pre>', page.text, re.S).group(1))  # type: ignore[union-attr]
+        )
+        assert (document["job_id"], document["model"], document["prompt_template_hash"]) == (
+            waiting,
+            "m-1",
+            "sha256:abc",
+        )
+        assert document["purpose"] == "decay.llm_summary" and "signature" not in document
+        assert 'id="attestation"' not in client.get(f"/jobs/{plain}").text
+        listed = client.get("/api/jobs?table=decay&status=pending").json()["jobs"]
+        assert {j["id"] for j in listed} == {waiting, plain}
+
+
+def test_maintenance_shows_sweeps_the_ledger_and_a_plan_on_demand(start_console: Start) -> None:
+    console = start_console()
+    engine = get_engine(console.settings.resolved_database_url)
+    sweeps = Sweeps(engine)
+    slot = sweeps.claim_slot("recover", 60_000)
+    assert slot is not None
+    sweeps.finish("recover", slot, ok=True, detail="requeued 0")
+    with console.client() as client:
+        page = client.get("/maintenance")
+        assert page.status_code == 200 and 'data-sweep="recover"' in page.text and "requeued 0" in page.text
+        assert "no consolidation yet" in page.text
+        plan = client.get("/maintenance/plan")
+        assert plan.status_code == 200 and "would delete" in plan.text and "gate" in plan.text
+    with engine.connect() as conn:  # the plan wrote nothing
+        assert conn.execute(text("SELECT count(*) FROM consolidation_runs")).scalar_one() == 0
+
+
+def test_retrieval_failures_are_reported_by_type_and_strategy(start_console: Start) -> None:
+    console = start_console()
+    engine = get_engine(console.settings.resolved_database_url)
+    DatabaseSink(engine).write(
+        [RetrievalFailure.new("no_hit", "vector", f"q{i}", latency_ms=10 * i) for i in range(3)]
+        + [RetrievalFailure.new("timeout", "graph", "slow one", latency_ms=900)]
+    )
+    with console.client() as client:
+        page = client.get("/failures?hours=24")
+        assert page.status_code == 200
+        assert re.search(r'<b id="failures-total">4</b>', page.text)
+        assert "no_hit" in page.text and "vector" in page.text and "timeout" in page.text
+        assert client.get("/failures?hours=5").status_code == 400
