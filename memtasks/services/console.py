@@ -29,6 +29,7 @@ from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
 from memtasks.storage.retrieval_repo import FailureSummary
 from memtasks.storage.stats_repo import JobTable, QueueStats, queue_stats
 from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
+from memtasks.storage.tree_view_repo import Node, TreeLine, TreeShape, TreeViews
 
 OVERVIEW_TTL_MS = 2_000
 PAGE_SIZE = 50
@@ -217,6 +218,18 @@ class Console:
 
     def failures(self, window_ms: int) -> list[FailureSummary]:
         return retrieval_report(self.runtime.engine, window_ms, self.admin.now)
+
+    def trees(self, search: str | None = None) -> list[TreeLine]:
+        return TreeViews(self.runtime.engine).trees(search=search)
+
+    def tree(self, tree_id: str) -> TreeShape | None:
+        return TreeViews(self.runtime.engine).shape(tree_id)
+
+    def children(self, summary_id: str) -> list[Node]:
+        return TreeViews(self.runtime.engine).children(summary_id)
+
+    def path(self, node_id: str) -> list[Node]:
+        return TreeViews(self.runtime.engine).path(node_id)
 
     # ── actions: each recorded ───────────────────────────────────────────────
 

@@ -57,7 +57,7 @@ def render(request: Request, name: str, context: dict[str, Any], status_code: in
         "actor": request.state.actor,
         "csrf": request.state.csrf,
         "read_only": console.read_only,
-        "path": request.url.path,
+        "here": request.url.path,
     }
     response: Response = request.app.state.templates.TemplateResponse(
         request, name, base | context, status_code=status_code
@@ -164,6 +164,35 @@ async def dry_run_fragment(request: Request) -> Response:
     return render(request, "_dry_run.html", {"report": report})
 
 
+async def trees_page(request: Request) -> Response:
+    search = (request.query_params.get("q") or "").strip()[:128] or None
+    trees = await run_in_threadpool(console_of(request).trees, search)
+    return render(request, "trees.html", {"title": "Memory trees", "trees": trees, "q": search or ""})
+
+
+async def tree_page(request: Request) -> Response:
+    tree_id = request.path_params["tree_id"]
+    shape = await run_in_threadpool(console_of(request).tree, tree_id)
+    if shape is None:
+        return render(request, "error.html", {"title": "not found", "message": f"no tree {tree_id}"}, 404)
+    return render(request, "tree.html", {"title": f"tree {tree_id}", "tree": shape})
+
+
+async def node_children(request: Request) -> Response:
+    children = await run_in_threadpool(console_of(request).children, request.path_params["node_id"])
+    return render(request, "_nodes.html", {"nodes": children})
+
+
+async def node_path(request: Request) -> Response:
+    node_id = request.path_params["node_id"]
+    path = await run_in_threadpool(console_of(request).path, node_id)
+    if not path:
+        return render(
+            request, "error.html", {"title": "not found", "message": f"no chunk or summary {node_id}"}, 404
+        )
+    return render(request, "path.html", {"title": f"path of {node_id}", "path": path})
+
+
 FAILURE_WINDOWS_H = (1, 6, 24, 24 * 7, 24 * 30)
 
 
@@ -261,6 +290,10 @@ def routes() -> list[Route]:
         Route("/maintenance", maintenance_page),
         Route("/maintenance/plan", dry_run_fragment),
         Route("/failures", failures_page),
+        Route("/trees", trees_page),
+        Route("/trees/{tree_id}", tree_page),
+        Route("/nodes/{node_id}/children", node_children),
+        Route("/nodes/{node_id}/path", node_path),
         Route("/requeue", requeue_page),
         Route("/requeue", requeue_action, methods=["POST"]),
     ]

@@ -328,3 +328,104 @@ def test_retrieval_failures_are_reported_by_type_and_strategy(start_console: Sta
         assert re.search(r'<b id="failures-total">4</b>', page.text)
         assert "no_hit" in page.text and "vector" in page.text and "timeout" in page.text
         assert client.get("/failures?hours=5").status_code == 400
+
+
+def _tree(engine: Any) -> None:
+    """Tree ``t1``: chunks c1–c4 under summaries s1 (c1, c2) and s2 (c3, c4), both under s3;
+    chunk c5 waiting in the level-0 buffer."""
+    from memtasks.storage.memory_tables import (
+        mem_tree_buffer_items,
+        mem_tree_buffers,
+        mem_tree_chunks,
+        mem_tree_summaries,
+    )
+
+    def chunk(i: int, summary: str | None) -> dict[str, Any]:
+        return {
+            "id": f"c{i}",
+            "tree_id": "t1",
+            "source_id": "src",
+            "content": f"chunk number {i}",
+            "summary_id": summary,
+            "created_at_ms": i,
+        }
+
+    with engine.begin() as conn:
+        conn.execute(
+            mem_tree_chunks.insert(),
+            [chunk(1, "s1"), chunk(2, "s1"), chunk(3, "s2"), chunk(4, "s2"), chunk(5, None)],
+        )
+        conn.execute(
+            mem_tree_summaries.insert(),
+            [
+                {
+                    "id": "s1",
+                    "tree_id": "t1",
+                    "level": 1,
+                    "content": "about 1 and 2",
+                    "child_ids_json": '["c1", "c2"]',
+                    "parent_id": "s3",
+                    "created_at_ms": 10,
+                },
+                {
+                    "id": "s2",
+                    "tree_id": "t1",
+                    "level": 1,
+                    "content": "about 3 and 4",
+                    "child_ids_json": '["c3", "c4"]',
+                    "parent_id": "s3",
+                    "created_at_ms": 11,
+                },
+                {
+                    "id": "s3",
+                    "tree_id": "t1",
+                    "level": 2,
+                    "content": "about all four",
+                    "child_ids_json": '["s1", "s2"]',
+                    "parent_id": None,
+                    "created_at_ms": 12,
+                },
+            ],
+        )
+        conn.execute(
+            mem_tree_buffers.insert(), [{"tree_id": "t1", "level": 0, "opened_at_ms": 5, "updated_at_ms": 5}]
+        )
+        conn.execute(
+            mem_tree_buffer_items.insert(), [{"tree_id": "t1", "level": 0, "item_id": "c5", "added_at_ms": 5}]
+        )
+
+
+def test_a_tree_is_shown_level_by_level_down_to_its_chunks_and_a_chunk_up_to_its_root(
+    start_console: Start,
+) -> None:
+    console = start_console()
+    _tree(get_engine(console.settings.resolved_database_url))
+    with console.client() as client:
+        listed = client.get("/trees")
+        assert 'href="/trees/t1"' in listed.text
+        page = client.get("/trees/t1")
+        assert page.status_code == 200
+        levels = re.sub(r"<[^>]+>", "", re.search(r'<p id="levels">(.*?)</p>', page.text, re.S).group(1))  # type: ignore[union-attr]
+        assert (
+            "level 2: 1 summaries" in levels
+            and "level 1: 2 summaries" in levels
+            and "level 0: 5 chunks" in levels
+        )
+        roots = re.findall(r'data-node="([^"]+)"', page.text)
+        assert roots == ["s3", "c5"]  # the root summary, then the chunk still in its buffer
+
+        reached: list[str] = []
+        frontier = ["s3"]
+        while frontier:
+            node = frontier.pop()
+            below = re.findall(
+                r'data-node="([^"]+)" data-level="(\d+)"', client.get(f"/nodes/{node}/children").text
+            )
+            for child, level in below:
+                (frontier if level != "0" else reached).append(child)
+        assert sorted(reached) == ["c1", "c2", "c3", "c4"]
+
+        path = client.get("/nodes/c3/path")
+        assert re.findall(r'<li data-node="([^"]+)"', path.text) == ["c3", "s2", "s3"]
+        assert client.get("/trees/nope").status_code == 404
+        assert client.get("/nodes/nope/path").status_code == 404
