@@ -120,6 +120,13 @@ ensure_netns_tools() {
     apt_install socat || { say "MISSING: socat could not be installed (the partition test will fail)"; return 1; }
 }
 
+ensure_chromium() {
+    # The web console's browser tests drive Debian's headless Chromium through its chromedriver.
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then return 0; fi
+    say "installing Chromium and its driver for the console's browser tests (Debian packages chromium, chromium-driver)"
+    apt_install chromium chromium-driver || { say "MISSING: chromium could not be installed (the browser tests will fail)"; return 1; }
+}
+
 if [ "${1:-}" = "--install-redis" ]; then
     # `make run` starts its own Redis when none answers: it only needs the binary.
     command -v redis-server >/dev/null 2>&1 && exit 0
@@ -135,6 +142,7 @@ ensure_rabbitmq || status=1
 ensure_initdb || status=1
 ensure_faketime || status=1
 ensure_netns_tools || status=1
+ensure_chromium || status=1
 command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd || { say "MISSING: systemd-analyze (the deploy tests will fail)"; status=1; }
 if [ "$status" -ne 0 ]; then
     say "some services are missing; the tests that need them will fail and name them"

@@ -1,5 +1,5 @@
-"""A real console for the web tests: ``memtasks.web`` served by uvicorn on a free loopback port,
-over a real SQLite file or PostgreSQL schema (the ``db_url`` fixture)."""
+"""A real console for the web tests: ``memtasks.web`` served by uvicorn on a free port, over a
+real SQLite file or PostgreSQL schema."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ import uvicorn
 from memtasks.config import Settings, load_settings
 from memtasks.storage.engine import get_engine
 from memtasks.web.app import create_console
+from tests.pipeline.conftest import broker_url, fleet, lock_url
+
+__all__ = ["broker_url", "fleet", "lock_url"]  # the pipeline's fixtures: a real fleet for the browser tests
 
 
 def _free_port() -> int:
@@ -30,6 +33,7 @@ def _free_port() -> int:
 class RunningConsole:
     base: str
     settings: Settings
+    port: int
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.base, timeout=10, **kwargs)
@@ -44,18 +48,19 @@ class RunningConsole:
 
 
 @pytest.fixture
-def start_console(db_url: str) -> Iterator[Callable[..., RunningConsole]]:
-    get_engine(db_url)  # migrated to the newest revision, as `memtasks db upgrade` would
+def serve_console() -> Iterator[Callable[..., RunningConsole]]:
+    """``serve_console(url, host=…, **settings)``: a console over the database at ``url``,
+    listening on ``host`` (loopback unless said)."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**overrides: Any) -> RunningConsole:
-        settings = load_settings(database_url=db_url, **overrides)
+    def start(url: str, *, host: str = "127.0.0.1", **overrides: Any) -> RunningConsole:
+        get_engine(url)  # migrated to the newest revision, as `memtasks db upgrade` would
+        settings = load_settings(database_url=url, **overrides)
         port = _free_port()
-        server = uvicorn.Server(
-            uvicorn.Config(
-                create_console(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-            )
+        config = uvicorn.Config(
+            create_console(settings), host=host, port=port, log_level="warning", lifespan="off"
         )
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, name="console", daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
@@ -64,9 +69,20 @@ def start_console(db_url: str) -> Iterator[Callable[..., RunningConsole]]:
                 raise RuntimeError("the console did not start")
             time.sleep(0.02)
         servers.append((server, thread))
-        return RunningConsole(base=f"http://127.0.0.1:{port}", settings=settings)
+        shown = "127.0.0.1" if host in {"0.0.0.0", "127.0.0.1"} else host
+        return RunningConsole(base=f"http://{shown}:{port}", settings=settings, port=port)
 
     yield start
     for server, thread in servers:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def start_console(db_url: str, serve_console: Callable[..., RunningConsole]) -> Callable[..., RunningConsole]:
+    """``start_console(**settings)``: a console over the test's database (SQLite, then PostgreSQL)."""
+
+    def start(**overrides: Any) -> RunningConsole:
+        return serve_console(db_url, **overrides)
+
+    return start
