@@ -28,7 +28,7 @@ run: install ## The main job: a local fleet (SQLite + Redis) driven by a synthet
 	@bash scripts/services.sh --install-redis
 	$(BIN)/memtasks demo
 
-fleet: install ## The same fleet, left running with Flower on :5555 until Ctrl-C
+fleet: install ## The same fleet, left running with Flower on :5555 and the web console on :9810 until Ctrl-C
 	@bash scripts/services.sh --install-redis
 	$(BIN)/memtasks demo --keep
 

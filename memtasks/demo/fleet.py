@@ -139,6 +139,11 @@ class LocalFleet:
     def start_flower(self, port: int) -> None:
         self._start("flower", [*CELERY, "flower", f"--port={port}", "--address=127.0.0.1"])
 
+    def start_console(self, port: int) -> None:
+        """The web console on loopback (``memtasks web``)."""
+        command = [sys.executable, "-c", "from memtasks.command import main; main()"]
+        self._start("web", [*command, "web", "--address", "127.0.0.1", "--port", str(port)])
+
     def wait_ready(self) -> None:
         for name in self.processes:
             if name.startswith("worker-"):

@@ -50,6 +50,7 @@ class DemoOptions:
     quick: bool = False
     keep: bool = False
     flower_port: int = 5555
+    web_port: int = 9810
     timeout_s: float = 300.0
 
 
@@ -94,6 +95,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         fleet.start_beat()
         if options.keep:
             fleet.start_flower(options.flower_port)
+            fleet.start_console(options.web_port)
         fleet.wait_ready()
         console.print(
             f"fleet: {len(WORKER_GROUPS)} workers ({', '.join(q for _, q, _ in WORKER_GROUPS)}) and beat; "
@@ -103,7 +105,8 @@ def run_demo(options: DemoOptions, console: Console) -> int:
         status = _drive(settings, engine, run_id, options, console)
         if options.keep:
             console.print(
-                f"the fleet keeps running: Flower at http://127.0.0.1:{options.flower_port} — Ctrl-C stops it"
+                f"the fleet keeps running: Flower at http://127.0.0.1:{options.flower_port}, the console at"
+                f" http://127.0.0.1:{options.web_port} — Ctrl-C stops it"
             )
             while all(p.poll() is None for p in fleet.processes.values()):
                 time.sleep(1)

@@ -8,6 +8,7 @@ app; ``memtasks web`` serves it with uvicorn.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+        if scope["path"] == "/healthz":  # for probes: answers without credentials, tells nothing
+            await PlainTextResponse("ok")(scope, receive, send)
+            return
         conn = HTTPConnection(scope)
         verdict = authenticate(conn.headers, conn.client.host if conn.client else None, self.users)
         if verdict.actor is None:
@@ -63,9 +68,14 @@ class Guard:
         state["csrf"] = token
 
         async def send_with_cookie(message: Message) -> None:
-            if fresh and message["type"] == "http.response.start":
-                cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
-                message.setdefault("headers", []).append((b"set-cookie", cookie.encode()))
+            if message["type"] == "http.response.start":
+                headers = message.setdefault("headers", [])
+                # How long the console took over this response (browsers show it; bench/console.py reads it).
+                spent_ms = (time.perf_counter() - started) * 1000
+                headers.append((b"server-timing", f"app;dur={spent_ms:.1f}".encode()))
+                if fresh:
+                    cookie = f"{CSRF_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict"
+                    headers.append((b"set-cookie", cookie.encode()))
             await send(message)
 
         await self.app(scope, receive, send_with_cookie)

@@ -54,6 +54,7 @@ MEMTASKS_COMMANDS = {
     ("db", "upgrade"),
     ("db", "current"),
     ("metrics",),
+    ("web",),
     ("status",),
     ("flower",),
     ("worker",),
@@ -620,10 +621,15 @@ REQUIRED_SERVICES = {
     "beat",
     "flower",
     "metrics",
+    "web",
 }
 
 
-REQUIRED_SECRETS = {"POSTGRES_PASSWORD": "pw-of-the-test", "FLOWER_BASIC_AUTH": "ops:pw-of-the-test"}
+REQUIRED_SECRETS = {
+    "POSTGRES_PASSWORD": "pw-of-the-test",
+    "FLOWER_BASIC_AUTH": "ops:pw-of-the-test",
+    "MEMTASKS_WEB_BASIC_AUTH": "ops:pw-of-the-test",
+}
 """Compose variables with no default (``${VAR:?message}``): the secrets an operator must set."""
 
 
@@ -754,6 +760,10 @@ def test_compose_settings_are_valid_and_point_at_its_services(
     assert re.fullmatch(r"[^:]+:.+", interpolate(flower["environment"]["FLOWER_BASIC_AUTH"]))
     assert "5555:5555" in flower["ports"]
     assert "9808:9808" in services["metrics"]["ports"]
+    web = services["web"]
+    assert re.fullmatch(r"[^:]+:.+", interpolate(web["environment"]["MEMTASKS_WEB_BASIC_AUTH"]))
+    assert web["environment"]["MEMTASKS_WEB_ADDRESS"] == "0.0.0.0" and "9810:9810" in web["ports"]
+    assert "/healthz" in " ".join(web["healthcheck"]["test"])
 
 
 # ── systemd ──────────────────────────────────────────────────────────────────
@@ -935,6 +945,7 @@ TEMPLATES = {
     "pdb.yaml",
     "keda-scaledobject.yaml",
     "servicemonitor.yaml",
+    "web-deployment.yaml",
 }
 
 
@@ -1006,7 +1017,15 @@ def test_workers_and_beat_have_probes_budgets_and_resources(values: dict[str, An
     assert "kind: PodDisruptionBudget" in pdb and "maxUnavailable" in pdb
     assert values["podDisruptionBudget"] == {"enabled": True, "maxUnavailable": 1}
     assert any(w["replicas"] > 1 for w in values["workers"]), "a budget applies to some group"
-    for part in [*values["workers"], values["beat"], values["flower"], values["metrics"], values["migrate"]]:
+    parts = [
+        *values["workers"],
+        values["beat"],
+        values["flower"],
+        values["metrics"],
+        values["web"],
+        values["migrate"],
+    ]
+    for part in parts:
         resources = part["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"], part
         assert resources["limits"]["memory"], part
@@ -1059,6 +1078,7 @@ def test_the_chart_templates_run_existing_commands() -> None:
     assert found["beat-deployment.yaml"].words == ("beat",)
     assert found["flower-deployment.yaml"].words == ("flower",)
     assert found["metrics-deployment.yaml"].words == ("metrics",)
+    assert found["web-deployment.yaml"].words == ("web",)
     assert found["migrate-job.yaml"].words == ("db", "upgrade")
     worker = template("worker-deployment.yaml")
     assert re.search(r"range \$worker := \.Values\.workers", worker), "one Deployment per workers entry"
@@ -1102,9 +1122,12 @@ def test_the_chart_reads_settings_from_its_secret_and_configmap() -> None:
     for key in ("MEMTASKS_DATABASE_URL", "MEMTASKS_BROKER_URL", "MEMTASKS_LOCK_REDIS_URL"):
         assert f"{key}:" in secret_data
     secret = template("secret.yaml")
-    assert secret.count("stringData:") == 2
+    assert secret.count("stringData:") == 3
     assert not re.search(r"^[ \t]*data:", secret, flags=re.MULTILINE), "values in stringData, not base64 data"
     assert "FLOWER_BASIC_AUTH:" in secret and ".Values.flower.basicAuth" in secret
+    assert "MEMTASKS_WEB_BASIC_AUTH:" in secret and ".Values.web.basicAuth" in secret
+    web = template("web-deployment.yaml")
+    assert "path: /healthz" in web and "MEMTASKS_WEB_ADDRESS" in web and "-web" in web
     assert "range $name, $value := .Values.config" in template("configmap.yaml")
 
 

@@ -74,6 +74,7 @@ def test_the_queues_page_and_api_show_what_the_tables_hold(start_console: Start)
     with console.client() as client:
         page = client.get("/queues")
         assert page.status_code == 200
+        assert re.fullmatch(r"app;dur=\d+\.\d", page.headers["server-timing"])
         assert (_cell(page.text, "seal", "ready"), _cell(page.text, "seal", "running")) == ("2", "1")
         assert _cell(page.text, "extract_chunk", "failed") == "2"
         assert 'hx-get="/queues/table"' in page.text and "/static/htmx.min.js" in page.text
