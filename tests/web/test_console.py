@@ -430,3 +430,35 @@ def test_a_tree_is_shown_level_by_level_down_to_its_chunks_and_a_chunk_up_to_its
         assert re.findall(r'<li data-node="([^"]+)"', path.text) == ["c3", "s2", "s3"]
         assert client.get("/trees/nope").status_code == 404
         assert client.get("/nodes/nope/path").status_code == 404
+
+
+def test_memtasks_web_refuses_to_listen_beyond_loopback_without_authentication(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/m.sqlite3"
+    get_engine(url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMTASKS_")} | {
+        "MEMTASKS_DATABASE_URL": url
+    }
+    refused = subprocess.run(
+        [sys.executable, "-c", "from memtasks.command import main; main()", "web", "--address", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert "without authentication" in refused.stderr and "MEMTASKS_WEB_BASIC_AUTH" in refused.stderr
+    malformed = subprocess.run(
+        [sys.executable, "-c", "from memtasks.command import main; main()", "web"],
+        env=env | {"MEMTASKS_WEB_BASIC_AUTH": "nopassword"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert malformed.returncode == 2 and "MEMTASKS_WEB_BASIC_AUTH" in malformed.stderr
+    assert "nopassword" not in malformed.stderr  # a secret is never echoed
