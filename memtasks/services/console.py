@@ -160,10 +160,16 @@ class Console:
         return [k.value for k in JobKind if self.queue_of_kind(k.value) == queue]
 
     def job(self, job_id: str) -> tuple[dict[str, Any], list[OperatorAction]] | None:
+        """One job (with ``followups``: the jobs its handler enqueued) and the actions taken on it."""
         found = self.admin.show(job_id)
         if found is None:
             return None
-        return job_view(found), self.audit.recent(target=job_id)
+        view = job_view(found)
+        view["followups"] = [
+            {"id": j.id, "kind": j.kind, "status": j.status.value}
+            for j in ([] if self.admin.is_decay(job_id) else self.runtime.jobs.admin.followups(job_id))
+        ]
+        return view, self.audit.recent(target=job_id)
 
     def page(self, table: Table, **filters: Any) -> tuple[list[dict[str, Any]], str | None]:
         """A page of jobs (views) and the cursor of the next page (None: the last page)."""

@@ -96,7 +96,7 @@ def job_view(record: AnyJob) -> dict[str, Any]:
             record.failure_reason,
             record.available_at_ms,
         )
-        extra = {"dedupe_key": record.dedupe_key}
+        extra = {"dedupe_key": record.dedupe_key, "parent_id": record.parent_id}
     error = record.last_error or (reason if status == "failed" else None)
     return {
         "id": record.id,

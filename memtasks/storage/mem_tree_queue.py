@@ -66,6 +66,7 @@ class Job:
     updated_at_ms: int | None = None
     claimed_by: str | None = None
     attempt_history: str | None = None
+    parent_id: str | None = None
 
     @classmethod
     def from_row(cls, m: Mapping[str, Any]) -> Job:
@@ -93,6 +94,7 @@ class Job:
             updated_at_ms=m.get("updated_at_ms"),
             claimed_by=m.get("claimed_by"),
             attempt_history=m.get("attempt_history"),
+            parent_id=m.get("parent_id"),
         )
 
     @property
@@ -145,16 +147,29 @@ class MemTreeJobs(LeasedQueue[Job]):
 
     # ── enqueue ──────────────────────────────────────────────────────────────
 
-    def enqueue(self, job: NewJob, *, conn: Connection | None = None, published: bool = False) -> str | None:
+    def enqueue(
+        self,
+        job: NewJob,
+        *,
+        conn: Connection | None = None,
+        published: bool = False,
+        parent_id: str | None = None,
+    ) -> str | None:
         """Insert a ready job; None when its dedupe key is held by a ready/running row.
 
         ``published``: the caller publishes the job's message itself after commit, so the
         dispatcher leaves the row alone (until ``redispatch_after``, in case it never did).
+        ``parent_id``: the job whose handler enqueues this one (a follow-up).
         """
-        return self.enqueue_many([job], conn=conn, published=published)[0]
+        return self.enqueue_many([job], conn=conn, published=published, parent_id=parent_id)[0]
 
     def enqueue_many(
-        self, jobs: Sequence[NewJob], *, conn: Connection | None = None, published: bool = False
+        self,
+        jobs: Sequence[NewJob],
+        *,
+        conn: Connection | None = None,
+        published: bool = False,
+        parent_id: str | None = None,
     ) -> list[str | None]:
         """Insert many jobs in one statement; per job its id, or None when deduped."""
         if not jobs:
@@ -165,7 +180,10 @@ class MemTreeJobs(LeasedQueue[Job]):
         for job, job_id in zip(jobs, mem_tree_job_ids(len(jobs)), strict=True):
             kind = kinds.get(job.kind) or kinds.setdefault(job.kind, JobKind.parse(str(job.kind)))
             rows.append(self._new_row(job, job_id, kind, now, published))
-        inserted = self.insert(rows, conn=conn, shared=self._new_values(now))
+        shared = self._new_values(now)
+        if parent_id is not None:  # a follow-up: one parent for the statement's rows
+            shared["parent_id"] = parent_id
+        inserted = self.insert(rows, conn=conn, shared=shared)
         return [row["id"] if row["id"] in inserted else None for row in rows]
 
     def enqueue_as(self, job: NewJob, job_id: str, *, published: bool = False) -> Enqueued:

@@ -77,6 +77,8 @@ mem_tree_jobs = Table(
     # The worker (host:pid) of the last claim, and what each attempt did (JSON array, 0008).
     Column("claimed_by", String(200)),
     Column("attempt_history", Text),
+    # The job whose handler enqueued this one as a follow-up (0011); NULL for a producer's.
+    Column("parent_id", String(64)),
     CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
     CheckConstraint(
         "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
@@ -96,6 +98,8 @@ mem_tree_jobs = Table(
     Index("ix_mem_tree_jobs_finished", "completed_at_ms", **_partial("completed_at_ms IS NOT NULL")),
     # A dedupe key is held while its row is ready or running.
     Index("uq_mem_tree_jobs_dedupe_active", "dedupe_key", unique=True, **_partial(DEDUPE_WHERE)),
+    # A job's follow-ups, for an operator: only rows a handler enqueued are in it.
+    Index("ix_mem_tree_jobs_parent_id", "parent_id", **_partial("parent_id IS NOT NULL")),
 )
 
 decay_jobs = Table(

@@ -374,6 +374,13 @@ def test_extract_writes_entities_keywords_and_embedding_once(
     assert row["embedding_model"] == "hashing-64" and len(json.loads(row["embedding_json"])) == 64
     assert row["extracted_at_ms"] == clock()
 
+    [followup] = result.followups
+    appended = jobs.get(followup.job_id)
+    assert appended is not None and appended.parent_id == job_id, "a follow-up names the job that enqueued it"
+    assert [j.id for j in jobs.admin.followups(job_id)] == [followup.job_id]
+    parent = jobs.get(job_id)
+    assert parent is not None and parent.parent_id is None, "a producer's job has no parent"
+
     clock.advance(1_000)
     again = runner.run_by_id(enqueue_all(jobs, [extract_chunk_job("c00000")])[0])
     assert again is not None and again.outcome is Outcome.DONE

@@ -243,6 +243,15 @@ def test_a_sealed_trees_page_reaches_every_chunk(
     wait_until(sealed, 120, "the 16 chunks sealed into summaries", fleet)
     console = serve_console(db_url)
 
+    # An extract's page lists the append it enqueued; the append's page names the extract.
+    extract = MemTreeJobs(get_engine(db_url)).admin.page(kinds=["extract_chunk"], limit=1)[0]
+    browser.get(f"{console.base}/jobs/{extract.id}")
+    [followup] = [
+        e.get_attribute("data-id") for e in browser.find_elements(By.CSS_SELECTOR, "#followups tr[data-id]")
+    ]
+    browser.get(f"{console.base}/jobs/{followup}")
+    assert extract.id in _text(browser, "#parent")
+
     browser.get(f"{console.base}/trees/tree-a")
     assert "level 0: 16 chunks" in _text(browser, "#levels")
 

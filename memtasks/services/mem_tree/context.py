@@ -41,7 +41,12 @@ class Followup(NamedTuple):
 
 class JobEnqueuer(Protocol):
     def enqueue(
-        self, job: NewJob, *, conn: Connection | None = None, published: bool = False
+        self,
+        job: NewJob,
+        *,
+        conn: Connection | None = None,
+        published: bool = False,
+        parent_id: str | None = None,
     ) -> str | None: ...
 
 
@@ -81,7 +86,9 @@ class HandlerContext:
 
     def enqueue(self, job: NewJob) -> str | None:
         """Enqueue a follow-up job in this transaction; None when its dedupe key is held."""
-        job_id = self.queue.enqueue(job, conn=self.conn, published=self.publishes_followups)
+        job_id = self.queue.enqueue(
+            job, conn=self.conn, published=self.publishes_followups, parent_id=self.job.id
+        )
         if job_id is not None and (job.available_at_ms is None or job.available_at_ms <= self.now()):
             self.followups.append(Followup(job_id, job.kind.value))
         return job_id

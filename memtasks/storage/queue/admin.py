@@ -117,6 +117,14 @@ class QueueAdmin(Generic[R]):
         with reading(self.engine) as c:
             return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
 
+    def followups(self, job_id: str, limit: int = 100) -> list[R]:
+        """The jobs ``job_id``'s handler enqueued (oldest first); none for a table without parents."""
+        if "parent_id" not in self.t.c:
+            return []
+        stmt = select(self.t).where(self.t.c.parent_id == job_id).order_by(self.t.c.id).limit(limit)
+        with reading(self.engine) as c:
+            return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
+
     def count_by_state(self) -> dict[str, int]:
         """Rows per state word, every word present (0 when none)."""
         with reading(self.engine) as c:
