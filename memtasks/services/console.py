@@ -100,7 +100,7 @@ class Console:
         with self._lock:
             if self._overview is not None and now - self._overview.now_ms < OVERVIEW_TTL_MS:
                 return self._overview
-        stats = queue_stats(self.runtime.engine, now)
+        stats = queue_stats(self.runtime.engine, now, open_only=True)
         self.series.refresh()
         overview = self._build(now, stats, self.series.finished_last_hour())
         with self._lock:

@@ -98,6 +98,9 @@ mem_tree_jobs = Table(
     Index("ix_mem_tree_jobs_finished", "completed_at_ms", **_partial("completed_at_ms IS NOT NULL")),
     # A dedupe key is held while its row is ready or running.
     Index("uq_mem_tree_jobs_dedupe_active", "dedupe_key", unique=True, **_partial(DEDUPE_WHERE)),
+    # The failed rows, newest first, for an operator (counts and lists of what failed); a
+    # job enters it only when it fails.
+    Index("ix_mem_tree_jobs_failed", "id", **_partial("status = 'failed'")),
     # A job's follow-ups, for an operator: only rows a handler enqueued are in it.
     Index("ix_mem_tree_jobs_parent_id", "parent_id", **_partial("parent_id IS NOT NULL")),
 )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine, delete, func, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from memtasks.domain.clock import Clock
@@ -96,7 +96,8 @@ class QueueAdmin(Generic[R]):
     ) -> list[R]:
         """One keyset page, newest first: up to ``limit`` rows whose id sorts below
         ``before_id`` (ids are time-ordered, so the primary key is the order and a page costs
-        the same at any depth). ``search`` matches a job id or a dedupe key exactly."""
+        the same at any depth). ``search`` matches a job id, or the dedupe key of the job that
+        holds it (ready or running), exactly — each through an index."""
         t = self.t
         stmt = select(t).order_by(t.c.id.desc()).limit(limit)
         if before_id is not None:
@@ -110,9 +111,10 @@ class QueueAdmin(Generic[R]):
         if created_before_ms is not None:
             stmt = stmt.where(t.c.created_at_ms <= created_before_ms)
         if search is not None:
-            matches = [t.c.id == search]
-            if "dedupe_key" in t.c:
-                matches.append(t.c.dedupe_key == search)
+            matches: list[Any] = [t.c.id == search]
+            if self.table.dedupe is not None and self.table.dedupe_where is not None:
+                # The job that holds the key: through the partial index of held keys.
+                matches.append(and_(t.c[self.table.dedupe] == search, text(self.table.dedupe_where)))
             stmt = stmt.where(or_(*matches))
         with reading(self.engine) as c:
             return [self.decode(dict(row._mapping)) for row in c.execute(stmt)]
