@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     redispatch_after_s: PositiveSeconds = 300.0
     publish_timeout_s: PositiveSeconds = 4.0
     broker_socket_timeout_s: float = Field(
-        default=10.0,
+        default=5.0,
         ge=0,
         le=1e6,
         allow_inf_nan=False,
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
         " replaced (a connection that went silent without closing); 0: wait for ever (kombu's default)",
     )
     broker_health_check_s: int = Field(
-        default=10,
+        default=5,
         ge=0,
         le=86_400,
         description="broker health checks every this many seconds: Redis connections idle longer are"

@@ -227,6 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", choices=("slow", "silent"), default=None, help="one scenario only")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON file; figures under 'network'")
+    parser.add_argument("--logs", type=Path, default=None, help="copy each run's logs here")
     parser.add_argument(
         "--without-broker-timeouts",
         action="store_true",
@@ -246,7 +247,13 @@ def main(argv: list[str] | None = None) -> int:
         runs.append((name, lambda root: run_silent_broker(silent, root)))
     for name, run in runs:
         with run_directory() as root:
-            figures = run(root)
+            try:
+                figures = run(root)
+            finally:
+                if args.logs is not None:
+                    (args.logs / name).mkdir(parents=True, exist_ok=True)
+                    for path in root.glob("*.log"):
+                        (args.logs / name / path.name).write_bytes(path.read_bytes())
         for key, value in figures.items():
             print(f"  {key:<28} {value}")
         save(figures, args.out, name)

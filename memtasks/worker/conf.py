@@ -25,9 +25,9 @@ VISIBILITY_TIMEOUT_S = 3600.0
 """Redis's visibility timeout for a producer that has no settings (a publisher never waits on it)."""
 PUBLISH_TIMEOUT_S = 4.0
 """How long a producer without settings waits for the broker when it connects."""
-BROKER_SOCKET_TIMEOUT_S = 10.0
+BROKER_SOCKET_TIMEOUT_S = 5.0
 """A producer without settings gives up on a Redis command with no answer after this long."""
-BROKER_HEALTH_CHECK_S = 10
+BROKER_HEALTH_CHECK_S = 5
 """A producer without settings pings a Redis connection idle this long before using it."""
 
 

@@ -122,6 +122,7 @@ def test_counts_retry_cancel_and_a_bulk_requeue_from_the_browser_reach_the_fleet
     tmp_path: Path,
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     db_url = pg_schema
     shots = Shots(browser, tmp_path / "screenshots")
@@ -201,6 +202,20 @@ def test_counts_retry_cancel_and_a_bulk_requeue_from_the_browser_reach_the_fleet
         "no failed probe left",
         timeout=5,
     )
+    # The charts follow the queue picked (the probes ran on `bulk`).
+    drawn = int(browser.execute_script("return Number(document.body.dataset.chartsDrawn || 0)"))
+    Select(browser.find_element(By.ID, "chart-queue")).select_by_visible_text("bulk")
+    _wait(
+        browser,
+        lambda b: int(b.execute_script("return Number(document.body.dataset.chartsDrawn || 0)")) > drawn,
+        "the charts redrawn for the bulk queue",
+    )
+    finished = browser.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "fetch('/api/series?queue=bulk').then(r => r.json()).then(s => done(s.finished.reduce((a, b) => a + b, 0)));"
+    )
+    assert finished == 3
+    shots.take("queues-after")
 
 
 def test_a_sealed_trees_page_reaches_every_chunk(

@@ -39,11 +39,11 @@ def test_broker_connections_that_go_silent_are_given_up_unless_told_otherwise() 
     conf = create_app(load_settings()).conf
     options = conf.broker_transport_options
     assert (options["socket_timeout"], options["health_check_interval"], options["socket_keepalive"]) == (
-        10.0,
-        10,
+        5.0,
+        5,
         True,
     )
-    assert conf.broker_heartbeat == 10
+    assert conf.broker_heartbeat == 5
     told = create_app(load_settings(broker_socket_timeout_s=3, broker_health_check_s=4)).conf
     assert told.broker_transport_options["socket_timeout"] == 3
     assert (told.broker_transport_options["health_check_interval"], told.broker_heartbeat) == (4, 4)
@@ -53,7 +53,7 @@ def test_broker_connections_that_go_silent_are_given_up_unless_told_otherwise() 
     assert libraries.broker_heartbeat == 120  # Celery's own default
     # A producer with only a broker URL gets the same liveness.
     published = publisher_app("redis://127.0.0.1:6379/0").conf.broker_transport_options
-    assert (published["socket_timeout"], published["health_check_interval"]) == (10.0, 10)
+    assert (published["socket_timeout"], published["health_check_interval"]) == (5.0, 5)
     with pytest.raises(ConfigurationError, match="MEMTASKS_BROKER_SOCKET_TIMEOUT_S"):
         load_settings(broker_socket_timeout_s=-1)
 

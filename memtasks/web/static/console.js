@@ -19,7 +19,9 @@
   async function refresh() {
     const c = config();
     if (!c) return;
-    const response = await fetch(c.series, { headers: { Accept: "application/json" } });
+    const picked = document.getElementById("chart-queue");
+    const queue = picked && picked.value ? "?queue=" + encodeURIComponent(picked.value) : "";
+    const response = await fetch(c.series + queue, { headers: { Accept: "application/json" } });
     if (!response.ok) return;
     const s = await response.json();
     const x = s.minute_ms.map((ms) => ms / 1000);
@@ -39,5 +41,7 @@
     if (!config()) return;
     refresh();
     setInterval(refresh, config().every_s * 1000);
+    const picked = document.getElementById("chart-queue");
+    if (picked) picked.addEventListener("change", refresh);
   });
 })();
