@@ -31,6 +31,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.scrape import FILL_DECAY
 from memtasks.config import load_settings
 from memtasks.storage.engine import get_engine, reset_registry
 
@@ -61,17 +62,6 @@ SELECT 'job:' || lpad(to_hex(i), 12, '0'),
 FROM generate_series(1, :rows) AS i,
 LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 'done' WHEN i % 100 < 95 THEN 'failed'
     WHEN i % 100 < 98 THEN 'ready' WHEN i % 100 < 99 THEN 'running' ELSE 'cancelled' END AS status) AS s
-"""
-FILL_DECAY = """
-INSERT INTO decay_jobs (id, kind, source_ids_json, summary_method, attestation_required, state,
-    state_reason, scheduled_for_ms, created_at_ms, created_by, updated_at_ms, attempts, max_attempts,
-    started_at_ms, completed_at_ms)
-SELECT 'dj_' || lpad(to_hex(i), 32, '0'), 'candidate_compression', '["a","b"]',
-    'deterministic_concatenate', true, CASE WHEN i % 10 = 0 THEN 'pending' ELSE 'completed' END, NULL,
-    :base + i * 100 - 50, :base + i * 100 - 50, 'bench', :base + i * 100,
-    CASE WHEN i % 10 = 0 THEN 0 ELSE 1 END, 3, CASE WHEN i % 10 = 0 THEN NULL ELSE :base + i * 100 - 10 END,
-    CASE WHEN i % 10 = 0 THEN NULL ELSE :base + i * 100 END
-FROM generate_series(1, 10000) AS i
 """
 
 

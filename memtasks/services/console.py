@@ -27,7 +27,7 @@ from memtasks.services.runtime import Runtime
 from memtasks.storage.audit_repo import OperatorAction, OperatorActions
 from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
 from memtasks.storage.retrieval_repo import FailureSummary
-from memtasks.storage.stats_repo import JobTable, QueueStats, queue_stats
+from memtasks.storage.stats_repo import JobTable, KindStats, QueueStats, queue_stats
 from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
 from memtasks.storage.tree_view_repo import Node, TreeLine, TreeShape, TreeViews
 
@@ -109,7 +109,11 @@ class Console:
 
     def _build(self, now: int, stats: QueueStats, finished: dict[Key, int]) -> Overview:
         rows = []
-        for k in stats.kinds:
+        counted = {k.kind: k for k in stats.kinds}
+        # A kind with no open work still shows while jobs of it finished in the last hour.
+        recent = {kind for (table, kind) in finished if table is JobTable.MEM_TREE}
+        for name in sorted(set(counted) | recent):
+            k = counted.get(name) or KindStats(name, {}, None, 0, 0, {})
             rows.append(
                 KindRow(
                     queue=self.queue_of_kind(k.kind),

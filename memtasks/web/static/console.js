@@ -26,14 +26,10 @@
     const s = await response.json();
     const x = s.minute_ms.map((ms) => ms / 1000);
     draw("chart-throughput", [x, s.finished], [{ label: "finished", stroke: "#2d6cdf", fill: "rgba(45,108,223,.1)" }]);
-    draw("chart-wait", [x, s.wait_p50_s, s.wait_p95_s], [
-      { label: "wait p50", stroke: "#1e8449" },
-      { label: "wait p95", stroke: "#c0392b" },
-    ]);
-    draw("chart-run", [x, s.run_p50_s, s.run_p95_s], [
-      { label: "run p50", stroke: "#1e8449" },
-      { label: "run p95", stroke: "#c0392b" },
-    ]);
+    // Minutes without a finished job have no percentile: the lines span them, the points show.
+    const line = (label, stroke) => ({ label: label, stroke: stroke, spanGaps: true, points: { show: true, size: 5 } });
+    draw("chart-wait", [x, s.wait_p50_s, s.wait_p95_s], [line("wait p50", "#1e8449"), line("wait p95", "#c0392b")]);
+    draw("chart-run", [x, s.run_p50_s, s.run_p95_s], [line("run p50", "#1e8449"), line("run p95", "#c0392b")]);
     document.body.dataset.chartsDrawn = String(Number(document.body.dataset.chartsDrawn || 0) + 1);
   }
 
