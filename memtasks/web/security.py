@@ -10,8 +10,8 @@
   come from another site (``Sec-Fetch-Site``, ``Origin``). A script gets a token from
   ``GET /api/session``.
 - **Read-only**: ``MEMTASKS_WEB_READ_ONLY`` refuses every action (403) and hides its buttons.
-- **Secrets**: the console shows job rows, never settings; a URL it shows has its password
-  masked.
+- **Secrets**: the console shows job rows, never settings or connection URLs, and never
+  echoes the basic-auth value.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from dataclasses import dataclass
 CSRF_COOKIE = "memtasks_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def is_loopback(address: str) -> bool:
@@ -121,7 +120,6 @@ __all__ = [
     "CSRF_COOKIE",
     "CSRF_FIELD",
     "CSRF_HEADER",
-    "UNSAFE",
     "Verdict",
     "authenticate",
     "cross_site",
