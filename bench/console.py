@@ -68,6 +68,7 @@ LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 'done' WHEN i % 100 < 95 THEN 'faile
 def pages(rows: int) -> dict[str, str]:
     deep = f"job:{rows // 10:012x}"  # a cursor 90 % of the way down
     some_job = f"job:{rows // 2 + 5:012x}"  # a failed one
+    held = rows // 3 // 100 * 100 + 95  # a ready job: its dedupe key is held
     return {
         "queues": "/queues",
         "queues table (htmx)": "/queues/table",
@@ -78,7 +79,7 @@ def pages(rows: int) -> dict[str, str]:
         "jobs, one kind failed unrecoverable": "/jobs?kind=seal&status=failed&failure_class=unrecoverable",
         "jobs, a queue": "/jobs?queue=bulk",
         "jobs, 90 % down (keyset)": f"/jobs?before={deep}",
-        "jobs, by dedupe key": f"/jobs?q=key-{rows // 3}",
+        "jobs, by a held dedupe key": f"/jobs?q=key-{held}",
         "job page": f"/jobs/{some_job}",
         "decay jobs": "/jobs?table=decay",
         "maintenance": "/maintenance",

@@ -295,6 +295,11 @@ def test_an_llm_summary_waiting_for_an_operator_says_what_to_sign_and_how(start_
         )
         assert document["purpose"] == "decay.llm_summary" and "signature" not in document
         assert 'id="attestation"' not in client.get(f"/jobs/{plain}").text
+        decay_page = client.get("/jobs?table=decay")
+        waiting_row = re.search(rf'<tr data-id="{waiting}".*?</tr>', decay_page.text, re.S)
+        assert waiting_row is not None and "waiting for an attestation" in waiting_row.group(0)
+        plain_row = re.search(rf'<tr data-id="{plain}".*?</tr>', decay_page.text, re.S)
+        assert plain_row is not None and "waiting for an attestation" not in plain_row.group(0)
         listed = client.get("/api/jobs?table=decay&status=pending").json()["jobs"]
         assert {j["id"] for j in listed} == {waiting, plain}
 
