@@ -147,11 +147,12 @@ def test_the_base_install_holds_only_what_the_client_needs() -> None:
     base = {dep.split("[")[0].split(">")[0].split("<")[0].strip().lower() for dep in project["dependencies"]}
     assert base == {"celery", "kombu", "redis"}
     extras = project["optional-dependencies"]
-    assert {"worker", "postgres", "flower"} <= set(extras)
+    assert {"worker", "postgres", "flower", "web"} <= set(extras)
     assert any(d.startswith("sqlalchemy") for d in map(str.lower, extras["worker"]))
     assert any(d.startswith("psycopg") for d in extras["postgres"])
     assert any(d.startswith("flower") for d in extras["flower"])
-    assert "memtasks[worker,postgres,flower]" in extras["dev"], "make install gets everything"
+    assert "memtasks[worker,postgres,flower,web]" in extras["dev"], "make install gets everything"
+    assert any(d.startswith("starlette") for d in extras["web"]) and "memtasks[worker]" in extras["web"]
     assert project["scripts"]["memtasks"] == "memtasks.command:main"
 
 
