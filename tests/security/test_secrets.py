@@ -6,6 +6,7 @@ the trusting test PostgreSQL accept); each place that can show a URL is made to 
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import subprocess
@@ -382,6 +383,54 @@ def test_the_metrics_exporter_shows_no_secret(pg_with_secret: tuple[str, str], t
         exporter.wait(timeout=30)
     assert "memtasks_up 1.0" in scraped[-1]
     for text, where in ((scraped[-1], "/metrics"), (log.read_text(), "the exporter's output")):
+        assert_no_secret(text, where)
+        assert_no_secret(text, where, password)
+
+
+@pytest.mark.integration
+def test_the_web_console_shows_no_secret(pg_with_secret: tuple[str, str], tmp_path: Path) -> None:
+    db_url, password = pg_with_secret
+    assert memtasks("db", "upgrade", env={"MEMTASKS_DATABASE_URL": db_url}).returncode == 0
+    port = free_port()
+    log = tmp_path / "web.log"
+    auth = f"ops:{SECRET}"
+    with log.open("wb") as sink:
+        console = subprocess.Popen(
+            [MEMTASKS, "web", "--port", str(port)],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", "MEMTASKS_DATABASE_URL": db_url, "MEMTASKS_WEB_BASIC_AUTH": auth},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    pages: list[str] = []
+    opener = urllib.request.build_opener()
+    opener.addheaders = [("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())]
+
+    def read_all() -> bool:
+        assert console.poll() is None, log.read_text()
+        try:
+            for path in (
+                "/queues",
+                "/jobs",
+                "/maintenance",
+                "/failures",
+                "/trees",
+                "/api/queues",
+                "/api/session",
+            ):
+                with opener.open(f"http://127.0.0.1:{port}{path}", timeout=10) as reply:
+                    pages.append(reply.read().decode())
+        except OSError:
+            return False
+        return True
+
+    try:
+        wait_for(read_all, timeout=60, interval=0.2)
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
+    assert any("Queues" in page for page in pages)
+    for text, where in ((" ".join(pages), "the console's pages"), (log.read_text(), "the console's output")):
         assert_no_secret(text, where)
         assert_no_secret(text, where, password)
 
