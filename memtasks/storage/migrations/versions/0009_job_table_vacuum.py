@@ -22,24 +22,27 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-TABLES = ("mem_tree_jobs", "decay_jobs")
-OPTIONS = {
-    "autovacuum_vacuum_scale_factor": "0.01",
-    "autovacuum_vacuum_threshold": "1000",
-    "autovacuum_analyze_scale_factor": "0.02",
-}
-
-
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    options = ", ".join(f"{name} = {value}" for name, value in OPTIONS.items())
-    for table in TABLES:
-        op.execute(f"ALTER TABLE {table} SET ({options})")
+    op.execute(
+        "ALTER TABLE mem_tree_jobs SET (autovacuum_vacuum_scale_factor = 0.01,"
+        " autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02)"
+    )
+    op.execute(
+        "ALTER TABLE decay_jobs SET (autovacuum_vacuum_scale_factor = 0.01,"
+        " autovacuum_vacuum_threshold = 1000, autovacuum_analyze_scale_factor = 0.02)"
+    )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for table in TABLES:
-        op.execute(f"ALTER TABLE {table} RESET ({', '.join(OPTIONS)})")
+    op.execute(
+        "ALTER TABLE mem_tree_jobs RESET (autovacuum_vacuum_scale_factor,"
+        " autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor)"
+    )
+    op.execute(
+        "ALTER TABLE decay_jobs RESET (autovacuum_vacuum_scale_factor,"
+        " autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor)"
+    )
