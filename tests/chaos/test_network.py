@@ -1,5 +1,5 @@
 """The network scenarios, reduced: a worker host cut off for 15 s while it holds row locks; a
-host's link slow (+200 ms per round trip) for 15 s; a host's broker connections silenced.
+host's link slow (+200 ms per round trip) for 10 s; a host's broker connections silenced.
 
 Runs ``bench.chaos.network`` (network namespaces, veth links, relays; root is needed, and
 ``make test`` installs socat): nothing lost, no effect twice, the stranded jobs finished by
@@ -51,7 +51,7 @@ def test_a_slow_link_slows_its_host_and_costs_no_lease(tmp_path: Path) -> None:
     if problem is not None:
         pytest.fail(problem)
 
-    figures = run_slow_link(SlowSettings(slow_s=15.0, after_s=8.0), tmp_path)
+    figures = run_slow_link(SlowSettings(slow_s=10.0, after_s=6.0), tmp_path)
 
     shown = "\n".join(f"{k}: {v}" for k, v in figures.items())
     assert (figures["lost"], figures["double_effects"], figures["done_without_effect"]) == (0, 0, 0), shown
