@@ -22,6 +22,7 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
