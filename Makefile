@@ -51,7 +51,8 @@ soak: install services ## Soak: steady mixed load with faults for 30 min (ARGS="
 	$(BIN)/python -m bench.soak $(ARGS)
 
 test: install services ## Run the whole test suite against real SQLite, PostgreSQL and Redis
-	$(BIN)/pytest --durations=20
+	$(BIN)/pytest -m "not serial" -n 2 --dist loadfile --durations=10
+	$(BIN)/pytest -m serial --durations=20
 
 test-fast: install ## Run the pure unit tests only (no services)
 	$(BIN)/pytest -m unit

@@ -25,6 +25,33 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg://postgre
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BACKENDS = ["sqlite", "postgresql"]
 
+SERIAL_PATHS = (
+    "tests/chaos/",
+    "tests/pipeline/",
+    "tests/fuzz/",
+    "tests/security/",
+    "tests/client/",
+    "tests/web/test_browser.py",
+    "tests/cli/test_cli.py",
+    "tests/cli/test_matrix.py",
+    "tests/cli/test_fleet_settings.py",
+    "tests/worker/test_wiring.py",
+    "tests/test_demo.py",
+)
+"""Modules that flush or share Redis databases 5 and 6, run fleets of processes whose timing
+the other tests' load would skew, or count across the session (the fuzz budget)."""
+SERIAL_FIXTURES = frozenset({"broker_url", "lock_url", "fleet", "probes"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``serial`` what must not run beside other tests: ``make test`` runs the rest on two
+    processes (pytest-xdist), then these alone."""
+    root = str(config.rootpath)
+    for item in items:
+        where = str(item.path).removeprefix(root).lstrip("/")
+        if where.startswith(SERIAL_PATHS) or SERIAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.serial)
+
 
 @pytest.fixture(autouse=True)
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
