@@ -7,7 +7,6 @@ listen beyond loopback without authentication (the deploy files start Flower thr
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ import typer
 
 from memtasks.cli.common import err, fail, out, state
 from memtasks.config import check_listen_address, check_queue_list, field_bounds
+from memtasks.domain.urls import is_loopback
 from memtasks.worker.names import QUEUES
 
 CELERY = [sys.executable, "-m", "celery", "-A", "memtasks.worker.app"]
@@ -163,17 +163,6 @@ def flower_option(args: Sequence[str], env: Mapping[str, str], name: str) -> str
         elif i + 1 < len(args):  # Flower itself refuses this form; read it the strict way
             value = args[i + 1]
     return value
-
-
-def is_loopback(address: str) -> bool:
-    """Whether ``address`` (Flower's ``--address``) is reachable from this host only."""
-    host = address.strip().strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '' (every interface), 0.0.0.0, a host name: not loopback
 
 
 def flower_auth_problem(args: Sequence[str], env: Mapping[str, str]) -> str | None:

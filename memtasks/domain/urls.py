@@ -6,6 +6,7 @@ Messages never repeat the URL: it may hold a password.
 
 from __future__ import annotations
 
+import ipaddress
 from urllib.parse import SplitResult, urlsplit
 
 BROKER_SCHEMES = frozenset(
@@ -55,4 +56,15 @@ def check_redis_url(url: object) -> str:
     return url
 
 
-__all__ = ["BROKER_SCHEMES", "REDIS_SCHEMES", "check_broker_url", "check_redis_url"]
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` (an IP, ``[IPv6]`` or ``localhost``) is reachable from this host only."""
+    host = address.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '' (every interface), 0.0.0.0, a host name: not loopback
+
+
+__all__ = ["BROKER_SCHEMES", "REDIS_SCHEMES", "check_broker_url", "check_redis_url", "is_loopback"]

@@ -19,25 +19,15 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import ipaddress
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from memtasks.domain.urls import is_loopback
+
 CSRF_COOKIE = "memtasks_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
-
-
-def is_loopback(address: str) -> bool:
-    """An IP address or ``localhost`` that only this machine reaches."""
-    host = address.strip().strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # '' (every interface), 0.0.0.0, a host name: not loopback
 
 
 def parse_basic_auth(value: str) -> dict[str, str]:
@@ -123,7 +113,6 @@ __all__ = [
     "Verdict",
     "authenticate",
     "cross_site",
-    "is_loopback",
     "listen_problem",
     "new_token",
     "parse_basic_auth",
