@@ -24,4 +24,5 @@ INTERVALS_S: Final[dict[str, float]] = {
     "prune_finished": DAY,  # finished jobs past MEMTASKS_RETENTION_DAYS
     "purge_retrieval_failures": DAY,  # past MEMTASKS_RETRIEVAL_FAILURE_RETENTION_DAYS
     "purge_retired": DAY,  # rows of retired job kinds (also at worker start)
+    "purge_archive": HOUR,  # archived (pruned) rows past MEMTASKS_ARCHIVE_GRACE_DAYS
 }

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     decay_max_attempts: int = Field(default=3, ge=1, le=100, description="attempts of a decay job")
     defer_max_age_s: PositiveSeconds = 7 * 24 * 3600.0
     retention_days: PositiveSeconds = 14.0
+    archive_grace_days: float = Field(
+        default=7.0,
+        ge=0,
+        le=36_500,
+        allow_inf_nan=False,
+        description="pruned messages, outcomes and finished jobs stay restorable in the archive"
+        " this long; 0 deletes them at once",
+    )
 
     consolidate_min_hours: float = Field(default=24.0, ge=0, le=1e9, allow_inf_nan=False)
     consolidate_min_sessions: int = Field(default=5, ge=0, le=MAX_COUNT)

@@ -68,7 +68,7 @@ class PruneProgress:
     def __call__(self, messages: int, outcomes: int) -> None:
         if not self.enabled:
             return
-        text = f"pruning: {messages} messages, {outcomes} outcomes deleted so far"
+        text = f"pruning: {messages} messages, {outcomes} outcomes pruned so far"
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=text)
         elif time.monotonic() - self._last >= PROGRESS_EVERY_S:
@@ -82,14 +82,19 @@ def consolidate(
         False, "--dry-run", help="count what a run would delete; delete and record nothing (read-only)"
     ),
     force: bool = typer.Option(False, "--force", help="prune now, bypassing the time and session gates"),
+    list_rows: bool = typer.Option(
+        False, "--list", help="with --dry-run: also the ids of the messages and outcomes a run would take"
+    ),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run consolidation once (through its gates unless --force) and print the result; the
     progress of a long prune goes to stderr."""
     refuse_together(**{"--dry-run": dry_run, "--force": force})
+    if list_rows and not dry_run:
+        usage("--list lists what a dry run would take: give --dry-run with it")
     s = state(ctx)
     if dry_run:
-        report = unrecorded_dry_run(s.reader)
+        report = unrecorded_dry_run(s.reader, list_rows=list_rows)
     else:
         consolidator = consolidator_for(s.runtime)
         with PruneProgress(enabled=not as_json) as progress:
@@ -110,7 +115,11 @@ def consolidate(
 
 
 def _print_report(report: ConsolidationReport) -> None:
-    verb = "would delete" if report.dry_run else "deleted"
+    keeps = report.archive_grace_days > 0
+    if report.dry_run:
+        verb = "would archive" if keeps else "would delete"
+    else:
+        verb = "archived" if keeps else "deleted"
     head = "dry run" if report.dry_run else "consolidation"
     out.print(f"{head}: {report.outcome.value} in {report.duration_ms} ms", markup=False)
     for decision in report.gates:
@@ -120,6 +129,13 @@ def _print_report(report: ConsolidationReport) -> None:
         out.print(
             f"  {verb} {report.messages_pruned} messages, {report.outcomes_pruned} outcomes", markup=False
         )
+        if keeps:
+            restore = "" if report.dry_run else f" (`memtasks archive restore --run {report.run_id}`)"
+            out.print(
+                f"  restorable for {report.archive_grace_days:g} days, then purged{restore}", markup=False
+            )
+    for name, ids in (report.listed or {}).items():
+        out.print(f"  {name}: {' '.join(map(str, ids)) or '-'}", markup=False)
 
 
 def _read(path: Path, what: str) -> bytes:

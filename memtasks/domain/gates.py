@@ -99,6 +99,8 @@ class ConsolidationConfig:
     max_message_age_days: int = 30
     max_outcomes_per_sender: int = 100
     delete_batch_size: int = 1_000
+    archive_grace_days: float = 7.0
+    """How long pruned rows stay in the archive, restorable; 0 deletes them at once."""
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> ValidationError:
@@ -110,6 +112,14 @@ class ConsolidationConfig:
             raise bad("min_hours", "must be a number of hours")
         if not math.isfinite(self.min_hours) or self.min_hours < 0:
             raise bad("min_hours", "must be a finite number ≥ 0")
+        grace = self.archive_grace_days
+        if (
+            isinstance(grace, bool)
+            or not isinstance(grace, int | float)
+            or not math.isfinite(grace)
+            or grace < 0
+        ):
+            raise bad("archive_grace_days", "must be a finite number of days ≥ 0")
         for name, minimum in (
             ("min_sessions", 0),
             ("max_message_age_days", 0),
@@ -121,6 +131,11 @@ class ConsolidationConfig:
                 raise bad(name, "must be an integer")
             if value < minimum:
                 raise bad(name, f"must be ≥ {minimum}")
+
+    @property
+    def archives(self) -> bool:
+        """Pruned rows go to the archive (a grace above 0) rather than being deleted at once."""
+        return self.archive_grace_days > 0
 
     @property
     def max_message_age_ms(self) -> int:

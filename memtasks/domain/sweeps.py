@@ -52,7 +52,7 @@ SWEEPS: tuple[SweepSpec, ...] = (
     ),
     SweepSpec("self_heal", "memtasks.self_heal", LockPolicy.SLOT, "transient failures back to ready"),
     SweepSpec(
-        "prune_finished", "memtasks.prune_finished", LockPolicy.SLOT, "delete finished jobs past retention"
+        "prune_finished", "memtasks.prune_finished", LockPolicy.SLOT, "archive finished jobs past retention"
     ),
     SweepSpec(
         "purge_retrieval_failures",
@@ -61,6 +61,12 @@ SWEEPS: tuple[SweepSpec, ...] = (
         "delete retrieval failures past retention",
     ),
     SweepSpec("purge_retired", "memtasks.purge_retired", LockPolicy.SLOT, "delete rows of retired job kinds"),
+    SweepSpec(
+        "purge_archive",
+        "memtasks.purge_archive",
+        LockPolicy.SLOT,
+        "delete archived (pruned) rows past their grace period",
+    ),
 )
 
 SWEEP_NAMES: frozenset[str] = frozenset(s.name for s in SWEEPS)

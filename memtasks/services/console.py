@@ -19,11 +19,13 @@ from memtasks.domain.decay import SummaryMethod
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.queues import QUEUES
 from memtasks.services.admin import AnyJob, JobsAdmin, RequeueFilter, Table, job_view
+from memtasks.services.archive import Archive, RestoreTarget
 from memtasks.services.consolidation_report import ConsolidationReport
 from memtasks.services.dry_run import unrecorded_dry_run
 from memtasks.services.job_series import JobSeries, Key, Point
 from memtasks.services.retrieval_failures import retrieval_report
 from memtasks.services.runtime import Runtime
+from memtasks.storage.archive_repo import Restored
 from memtasks.storage.audit_repo import OperatorAction, OperatorActions
 from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
 from memtasks.storage.retrieval_repo import FailureSummary
@@ -84,6 +86,7 @@ class Console:
     series: JobSeries = field(init=False)
     admin: JobsAdmin = field(init=False)
     audit: OperatorActions = field(init=False)
+    archive: Archive = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _overview: Overview | None = field(default=None, init=False)
 
@@ -92,6 +95,7 @@ class Console:
         self.admin = JobsAdmin(self.runtime)
         self.series = JobSeries(self.runtime.engine, clock)
         self.audit = OperatorActions(self.runtime.engine, clock=clock)
+        self.archive = Archive(self.runtime)
 
     # ── reads ────────────────────────────────────────────────────────────────
 
@@ -266,6 +270,10 @@ class Console:
         )
         self._record(actor, "requeue", target, moved)
         return moved
+
+    def restore(self, target: RestoreTarget, actor: str) -> Restored:
+        """Archived rows back (a run, a conversation, a job), recorded like every action."""
+        return self.archive.restore(target, actor=actor, via="web")
 
 
 __all__ = ["PAGE_SIZE", "Console", "KindRow", "Overview"]

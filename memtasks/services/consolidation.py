@@ -26,6 +26,9 @@ Choices beyond the seed, deliberately:
 * One clock reading per run: the gates, the message cutoff and the stored last-run time
   all use the time the run started (so conversations started during a run count toward
   the next one).
+* With an archive grace above 0 (the default, 7 days) the prune moves what it removes into
+  the archive tables, stamped with the run's ledger id and start, batch by batch in the
+  batch's own transaction; ``memtasks archive restore --run`` brings a run back.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ from memtasks.services.consolidation_report import (
     elapsed_ms,
     forced_note,
 )
+from memtasks.storage.archive_repo import Stamp
 from memtasks.storage.consolidation_repo import ConsolidationRepo
 from memtasks.storage.facts_repo import Facts
 
@@ -144,12 +148,12 @@ class Consolidator:
             return self._run(trigger, started_ms, t0, gates, held, forced=True, on_progress=on_progress)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def dry_run(self, trigger: str = "dry_run") -> ConsolidationReport:
-        """Report what a prune would delete now, and what the time and session gates say.
+    def dry_run(self, trigger: str = "dry_run", *, list_rows: bool = False) -> ConsolidationReport:
+        """Report what a prune would delete (archive) now, and what the time and session gates say.
 
         Takes no lock and deletes nothing; writes one ledger row with ``dry_run`` set and
         outcome ``dry_run``, never read as a consolidation (the time gate reads the last-run
-        fact, which only a real run writes).
+        fact, which only a real run writes). ``list_rows``: also the ids a run would take.
         """
         trigger = check_trigger(trigger)
         started_ms, t0 = self.clock(), time.monotonic()
@@ -159,8 +163,17 @@ class Consolidator:
             time_gate(last_s, started_ms, self.config.min_hours),
             session_gate(count, self.config.min_sessions),
         )
-        messages = self.repo.count_prunable_messages(self.config.message_cutoff_ms(started_ms))
-        outcomes = self.repo.count_excess_outcomes(self.config.max_outcomes_per_sender)
+        cutoff, keep = self.config.message_cutoff_ms(started_ms), self.config.max_outcomes_per_sender
+        listed: dict[str, tuple[int, ...]] | None = None
+        if list_rows:
+            listed = {
+                "messages": tuple(self.repo.prunable_message_ids(cutoff)),
+                "outcomes": tuple(self.repo.excess_outcome_ids(keep)),
+            }
+            messages, outcomes = len(listed["messages"]), len(listed["outcomes"])
+        else:
+            messages = self.repo.count_prunable_messages(cutoff)
+            outcomes = self.repo.count_excess_outcomes(keep)
         finished_ms, duration_ms = self.clock(), elapsed_ms(t0)
         run_id = self.repo.record_run(
             started_at_ms=started_ms,
@@ -191,6 +204,8 @@ class Consolidator:
             run_id=run_id,
             messages_pruned=messages,
             outcomes_pruned=outcomes,
+            archive_grace_days=self.config.archive_grace_days,
+            listed=listed,
         )
 
     def last_run_s(self) -> int | None:
@@ -232,6 +247,7 @@ class Consolidator:
             started_at_ms=started_ms, trigger=trigger, dry_run=False, gates_json=gates_json(gates, **extra)
         )
         progress = Progress()
+        stamp = Stamp(started_ms, run_id) if cfg.archives else None
 
         def after_messages(deleted: int) -> None:
             progress.messages += deleted
@@ -249,10 +265,10 @@ class Consolidator:
             held.check()
             log.info("%s run trigger=%s run_id=%d gates passed, pruning", LOG_PREFIX, trigger, run_id)
             messages = self.repo.prune_messages(
-                cfg.message_cutoff_ms(started_ms), cfg.delete_batch_size, after_messages
+                cfg.message_cutoff_ms(started_ms), cfg.delete_batch_size, after_messages, archive=stamp
             )
             outcomes = self.repo.prune_outcomes(
-                cfg.max_outcomes_per_sender, cfg.delete_batch_size, after_outcomes
+                cfg.max_outcomes_per_sender, cfg.delete_batch_size, after_outcomes, archive=stamp
             )
             held.check()
             value = last_run_value(started_ms)
@@ -300,6 +316,7 @@ class Consolidator:
             outcomes_pruned=outcomes,
             forced=forced,
             last_run_written=value is not None,
+            archive_grace_days=cfg.archive_grace_days,
         )
 
     def _skip(

@@ -24,6 +24,10 @@ class ConsolidationReport:
     outcomes_pruned: int = 0
     forced: bool = False
     last_run_written: bool = False
+    archive_grace_days: float = 0.0
+    """The pruned rows stay restorable this long (0: they were, or would be, deleted at once)."""
+    listed: dict[str, tuple[int, ...]] | None = None
+    """A dry run asked to list: the ids of the messages and outcomes a run would take now."""
 
     @property
     def ran(self) -> bool:

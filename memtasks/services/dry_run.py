@@ -18,12 +18,14 @@ class UnrecordedRuns(ConsolidationRepo):
         return 0
 
 
-def unrecorded_dry_run(runtime: Runtime, trigger: str = "manual") -> ConsolidationReport:
-    """What a prune would delete now and what the time and session gates say; no lock taken,
-    nothing written (``run_id`` is 0)."""
+def unrecorded_dry_run(
+    runtime: Runtime, trigger: str = "manual", *, list_rows: bool = False
+) -> ConsolidationReport:
+    """What a prune would archive (or delete) now and what the time and session gates say; no
+    lock taken, nothing written (``run_id`` is 0). ``list_rows``: the ids too."""
     consolidator = consolidator_for(runtime)
     consolidator.repo = UnrecordedRuns(runtime.engine)
-    return consolidator.dry_run(trigger)
+    return consolidator.dry_run(trigger, list_rows=list_rows)
 
 
 __all__ = ["UnrecordedRuns", "unrecorded_dry_run"]

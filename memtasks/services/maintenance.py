@@ -18,6 +18,7 @@ from memtasks.services.mem_tree.context import Followup
 from memtasks.services.publishing import DecayMessage, Publisher, publish_or_forget
 from memtasks.services.retrieval_failures import purge_retrieval_failures
 from memtasks.services.runtime import Runtime, consolidation_config
+from memtasks.storage.archive_repo import ArchiveRepo
 from memtasks.storage.decay_queue import DecayJob
 
 log = logging.getLogger("memtasks.maintenance")
@@ -98,8 +99,18 @@ class Maintenance:
         return healed
 
     def prune_finished(self) -> int:
-        retention = int(self.runtime.settings.retention_days * DAY_MS)
-        return sum(q.admin.prune_finished(retention) for q in (self.runtime.jobs, self.runtime.decay))
+        """Finished jobs past retention into the archive (deleted at once with a grace of 0)."""
+        settings = self.runtime.settings
+        retention, archive = int(settings.retention_days * DAY_MS), settings.archive_grace_days > 0
+        return sum(
+            q.admin.prune_finished(retention, archive=archive)
+            for q in (self.runtime.jobs, self.runtime.decay)
+        )
+
+    def purge_archive(self) -> dict[str, int]:
+        """Archived rows past ``MEMTASKS_ARCHIVE_GRACE_DAYS``, deleted in bounded batches."""
+        grace = int(self.runtime.settings.archive_grace_days * DAY_MS)
+        return ArchiveRepo(self.runtime.engine, clock=self.runtime.jobs.clock).purge(grace)
 
     def purge_retrieval_failures(self) -> int:
         retention = int(self.runtime.settings.retrieval_failure_retention_days * DAY_MS)

@@ -60,6 +60,7 @@ def consolidation_config(settings: Settings) -> ConsolidationConfig:
         max_message_age_days=settings.consolidate_max_message_age_days,
         max_outcomes_per_sender=settings.consolidate_max_outcomes_per_sender,
         delete_batch_size=settings.consolidate_batch_size,
+        archive_grace_days=settings.archive_grace_days,
     )
 
 

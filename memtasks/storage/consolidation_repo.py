@@ -1,7 +1,9 @@
 """Consolidation queries: the session count, the two prunes (and their dry-run counts), the ledger.
 
 Prunes delete in bounded batches, each batch its own short transaction, so a writer of
-``messages`` or ``outcomes`` waits at most one batch. The outcome prune ranks every
+``messages`` or ``outcomes`` waits at most one batch. Given a :class:`Stamp` (the run's ledger
+id and start), a batch moves its rows into the archive in the same transaction instead of
+only deleting them (:func:`memtasks.storage.archive_repo.move_rows`). The outcome prune ranks every
 sender's outcomes in one statement — ``row_number() OVER (PARTITION BY sender_id ORDER
 BY timestamp_ms DESC, id DESC)`` — so the survivors are the newest N per sender with ties
 broken by id (the higher id is newer). Each ``count_*`` query selects exactly the rows
@@ -19,6 +21,7 @@ from sqlalchemy import Connection, Engine, Row, Select, delete, func, insert, se
 
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.gates import RunOutcome
+from memtasks.storage.archive_repo import Stamp, move_rows
 from memtasks.storage.memory_tables import consolidation_runs, conversations, messages, outcomes
 from memtasks.storage.rows import reading, transaction
 
@@ -117,9 +120,18 @@ class ConsolidationRepo:
         with reading(self.engine) as c:
             return int(c.execute(query).scalar_one())
 
-    def delete_prunable_messages(self, cutoff_ms: int, limit: int, *, after_id: int = 0) -> Batch:
-        """Delete at most ``limit`` of those messages with ids above ``after_id`` (lowest first),
-        in one transaction.
+    def prunable_message_ids(self, cutoff_ms: int) -> list[int]:
+        """The ids :meth:`prune_messages` would remove now, lowest first (a dry run's list)."""
+        with reading(self.engine) as c:
+            return [
+                int(i) for i in c.execute(self._prunable_messages(cutoff_ms).order_by(msg.c.id)).scalars()
+            ]
+
+    def delete_prunable_messages(
+        self, cutoff_ms: int, limit: int, *, after_id: int = 0, archive: Stamp | None = None
+    ) -> Batch:
+        """Delete (or, with ``archive``, move into the archive) at most ``limit`` of those
+        messages with ids above ``after_id`` (lowest first), in one transaction.
 
         The ids are picked first, then deleted by primary key, so the next batch starts
         after the last id of this one (a keyset) instead of walking again past the rows
@@ -132,11 +144,21 @@ class ConsolidationRepo:
             ids = [int(i) for i in c.execute(picked).scalars()]
             if not ids:
                 return Batch(0, after_id, 0)
-            deleted = int(c.execute(delete(msg).where(msg.c.id.in_(ids))).rowcount)
+            if archive is not None:
+                deleted = move_rows(c, msg, ids, archive)
+            else:
+                deleted = int(c.execute(delete(msg).where(msg.c.id.in_(ids))).rowcount)
         return Batch(deleted, ids[-1], len(ids))
 
-    def prune_messages(self, cutoff_ms: int, batch_size: int, after_batch: AfterBatch | None = None) -> int:
-        """Delete every prunable message, ``batch_size`` per transaction; the total deleted.
+    def prune_messages(
+        self,
+        cutoff_ms: int,
+        batch_size: int,
+        after_batch: AfterBatch | None = None,
+        *,
+        archive: Stamp | None = None,
+    ) -> int:
+        """Delete (or archive) every prunable message, ``batch_size`` per transaction; the total.
 
         Conversation rows stay. ``after_batch`` runs between batches (and may raise to stop).
         A message that becomes prunable during the run behind the keyset waits for the next run.
@@ -144,7 +166,7 @@ class ConsolidationRepo:
         _check_positive("batch size", batch_size)
         total, after_id = 0, 0
         while True:
-            batch = self.delete_prunable_messages(cutoff_ms, batch_size, after_id=after_id)
+            batch = self.delete_prunable_messages(cutoff_ms, batch_size, after_id=after_id, archive=archive)
             total += batch.deleted
             after_id = batch.last_id
             if batch.deleted and after_batch is not None:
@@ -171,21 +193,40 @@ class ConsolidationRepo:
         with reading(self.engine) as c:
             return int(c.execute(query).scalar_one())
 
-    def delete_excess_outcomes(self, keep_per_sender: int, limit: int) -> int:
-        """Delete at most ``limit`` excess outcomes, all senders in one statement and transaction."""
+    def excess_outcome_ids(self, keep_per_sender: int) -> list[int]:
+        """The ids :meth:`prune_outcomes` would remove now, lowest first (a dry run's list)."""
+        _check_keep(keep_per_sender)
+        excess = self._excess_outcomes(keep_per_sender).subquery("excess")
+        with reading(self.engine) as c:
+            return [int(i) for i in c.execute(select(excess.c.id).order_by(excess.c.id)).scalars()]
+
+    def delete_excess_outcomes(
+        self, keep_per_sender: int, limit: int, *, archive: Stamp | None = None
+    ) -> int:
+        """Delete (or, with ``archive``, move into the archive) at most ``limit`` excess
+        outcomes, all senders ranked in one statement, in one transaction."""
         _check_keep(keep_per_sender)
         _check_positive("batch size", limit)
         excess = self._excess_outcomes(keep_per_sender).subquery("excess")
         picked = select(excess.c.id).order_by(excess.c.id).limit(limit)
         with self.engine.begin() as c:
+            if archive is not None:
+                return move_rows(c, out, [int(i) for i in c.execute(picked).scalars()], archive)
             return int(c.execute(delete(out).where(out.c.id.in_(picked.scalar_subquery()))).rowcount)
 
     def prune_outcomes(
-        self, keep_per_sender: int, batch_size: int, after_batch: AfterBatch | None = None
+        self,
+        keep_per_sender: int,
+        batch_size: int,
+        after_batch: AfterBatch | None = None,
+        *,
+        archive: Stamp | None = None,
     ) -> int:
-        """Delete every excess outcome, ``batch_size`` per transaction; the total deleted."""
+        """Delete (or archive) every excess outcome, ``batch_size`` per transaction; the total."""
         return _drain(
-            lambda: self.delete_excess_outcomes(keep_per_sender, batch_size), batch_size, after_batch
+            lambda: self.delete_excess_outcomes(keep_per_sender, batch_size, archive=archive),
+            batch_size,
+            after_batch,
         )
 
     # ── the ledger ──────────────────────────────────────────────────────────

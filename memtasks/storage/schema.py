@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memtasks.storage import memory_tables, tables
+from memtasks.storage import archive_tables, memory_tables, tables
 from memtasks.storage.tables import metadata
 
-__all__ = ["memory_tables", "metadata", "tables"]
+__all__ = ["archive_tables", "memory_tables", "metadata", "tables"]

@@ -16,6 +16,7 @@ from memtasks.domain.errors import JobNotFound, ValidationError
 from memtasks.domain.jobs import FailureClass
 from memtasks.domain.queues import QUEUES
 from memtasks.services.admin import Table, kinds_of, status_words
+from memtasks.services.archive import RestoreTarget
 from memtasks.services.console import Console
 from memtasks.services.job_view import iso
 from memtasks.web.filters import BadFilter, JobFilter, read_filter
@@ -152,10 +153,19 @@ async def maintenance_page(request: Request) -> Response:
     console = console_of(request)
     sweeps = await run_in_threadpool(console.sweeps)
     ledger = await run_in_threadpool(console.ledger)
+    archive = await run_in_threadpool(console.archive.overview, 20)
+    restored = request.query_params.get("restored")
     return render(
         request,
         "maintenance.html",
-        {"title": "Maintenance", "sweeps": sweeps, "ledger": ledger, "now_ms": console.admin.now()},
+        {
+            "title": "Maintenance",
+            "sweeps": sweeps,
+            "ledger": ledger,
+            "archive": archive,
+            "restored": restored if restored and restored.isdigit() else None,
+            "now_ms": console.admin.now(),
+        },
     )
 
 
@@ -279,6 +289,20 @@ async def requeue_action(request: Request) -> Response:
     return RedirectResponse(f"/jobs?{which.query(requeued=moved)}", status_code=303)
 
 
+async def restore_action(request: Request) -> Response:
+    """Restore a run, a conversation's messages or a job from the archive (form: scope, key)."""
+    console = console_of(request)
+    try:
+        form = await check_action(request)
+        target = RestoreTarget.of(form.get("scope", ""), form.get("key", ""))
+    except Refused as refused:
+        return refusal(request, refused)
+    except ValidationError as exc:
+        return render(request, "error.html", {"title": "not restored", "message": str(exc)}, 400)
+    done = await run_in_threadpool(console.restore, target, request.state.actor)
+    return RedirectResponse(f"/maintenance?restored={done.total_restored}#archive", status_code=303)
+
+
 def routes() -> list[Route]:
     return [
         Route("/", home),
@@ -289,6 +313,7 @@ def routes() -> list[Route]:
         Route("/jobs/{job_id}/{action:str}", job_action, methods=["POST"]),
         Route("/maintenance", maintenance_page),
         Route("/maintenance/plan", dry_run_fragment),
+        Route("/archive/restore", restore_action, methods=["POST"]),
         Route("/failures", failures_page),
         Route("/trees", trees_page),
         Route("/trees/{tree_id}", tree_page),

@@ -46,6 +46,7 @@ SELF_HEAL: Final = SWEEP_TASKS["self_heal"]
 PRUNE_FINISHED: Final = SWEEP_TASKS["prune_finished"]
 PURGE_RETRIEVAL_FAILURES: Final = SWEEP_TASKS["purge_retrieval_failures"]
 PURGE_RETIRED: Final = SWEEP_TASKS["purge_retired"]
+PURGE_ARCHIVE: Final = SWEEP_TASKS["purge_archive"]
 
 SWEEPS: Final = SWEEP_TASKS
 """Sweep name (the key of its beat entry, its lock and its ``sweeps`` row) → task name."""

@@ -200,7 +200,7 @@ def test_an_unreachable_redis_is_one_line(cli: Run) -> None:
 
 def test_consolidate_dry_run_and_run(cli: Run) -> None:
     code, out, _ = cli("consolidate", "--dry-run")
-    assert code == 0 and out.startswith("dry run: dry_run") and "would delete 0 messages" in out
+    assert code == 0 and out.startswith("dry run: dry_run") and "would archive 0 messages" in out
     code, out, _ = cli("consolidate")
     assert code == 0 and "session gate: STOP" in out
     code, out, _ = cli("consolidate", "--force", "--json")

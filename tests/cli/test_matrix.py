@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 
 from memtasks.config import load_settings
 from memtasks.domain.clock import system_clock
@@ -26,6 +26,7 @@ from memtasks.services.runtime import open_runtime
 from memtasks.storage.engine import EngineOptions, get_engine, reset_registry
 from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_repo import MemoryStore
+from memtasks.storage.memory_tables import conversations, messages
 from memtasks.storage.migrate import head_revision, upgrade
 from tests.conftest import POSTGRES_URL
 from tests.pipeline.fleet import ROOT
@@ -198,6 +199,46 @@ def test_every_json_output_parses(run: Run, db_url: str, tmp_path: Path) -> None
     assert parsed(run("failures", "report", "--json"))["total"] == 1
 
 
+def test_a_pruned_run_is_listed_shown_and_restored_once(run: Run, db_url: str) -> None:
+    engine = get_engine(db_url, EngineOptions(auto_migrate=False))
+    with engine.begin() as c:
+        c.execute(
+            insert(conversations).values(
+                id="gone-by",
+                channel="t",
+                sender_id="u",
+                status="closed",
+                started_at_ms=1,
+                updated_at_ms=1,
+                last_activity_ms=1,
+            )
+        )
+        c.execute(
+            insert(messages),
+            [
+                {"conversation_id": "gone-by", "role": "user", "content": f"m{i}", "timestamp_ms": 1}
+                for i in range(3)
+            ],
+        )
+    reset_registry()
+    plan = parsed(run("consolidate", "--dry-run", "--list", "--json"))
+    assert plan["messages_pruned"] == 3 and plan["archive_grace_days"] == 7.0
+    assert len(plan["listed"]["messages"]) == 3
+    forced = parsed(run("consolidate", "--force", "--json"))
+    assert forced["messages_pruned"] == 3
+    listed = parsed(run("archive", "list", "--json"))
+    assert listed["runs"] == [
+        {"run_id": forced["run_id"], "archived_at_ms": forced["started_at_ms"], "messages": 3, "outcomes": 0}
+    ]
+    shown = parsed(run("archive", "show", str(forced["run_id"]), "--json"))
+    assert sorted(m["id"] for m in shown["messages"]) == sorted(plan["listed"]["messages"])
+    restored = parsed(run("archive", "restore", "--run", str(forced["run_id"]), "--json"))
+    assert restored["restored"] == {"messages": 3, "outcomes": 0} and restored["found"] == 3
+    again = run("archive", "restore", "--run", str(forced["run_id"]))
+    assert again.returncode == 0 and "is in the archive (restored already" in again.stdout
+    assert parsed(run("archive", "list", "--json"))["runs"] == []
+
+
 def test_a_decay_job_is_run_retried_and_shown_like_a_memory_tree_job(run: Run, db_url: str) -> None:
     memories = _seed(db_url)["memories"].split(",")
     job_id = parsed(
@@ -246,6 +287,15 @@ BAD_INPUT = [
         ("contradict each other",),
     ),
     (("consolidate", "--dry-run", "--force"), USAGE, ("--dry-run and --force contradict each other",)),
+    (("consolidate", "--list"), USAGE, ("give --dry-run with it",)),
+    (("archive", "restore"), USAGE, ("say what to restore: --run ID, --conversation ID or --job ID",)),
+    (
+        ("archive", "restore", "--run", "1", "--job", "job:x"),
+        USAGE,
+        ("--run and --job contradict each other",),
+    ),
+    (("archive", "restore", "--run", "0"), USAGE, ("--run",)),
+    (("archive", "show", "0"), USAGE, ("run_id",)),
     (("jobs", "list", "--bogus"), USAGE, ("No such option: --bogus", "memtasks jobs list --help")),
     (("jobs", "show"), USAGE, ("Missing argument", "memtasks jobs show --help")),
     (("jobs", "list", "--limit", "0"), USAGE, ("--limit",)),
@@ -347,6 +397,9 @@ def test_an_unreachable_postgresql_exits_1(redis_url: str) -> None:
         ("requeue", "--yes"),
         ("consolidate", "--force"),
         ("jobs", "retry", "job:x"),
+        ("archive", "list"),
+        ("archive", "show", "1"),
+        ("archive", "restore", "--run", "1"),
     ],
     ids=" ".join,
 )
@@ -488,8 +541,8 @@ def test_consolidate_force_shows_progress_on_stderr(
     captured = capsys.readouterr()
     assert exited.value.code == 0
     progress = [line for line in captured.err.splitlines() if line.startswith("pruning:")]
-    assert progress and progress[-1] == "pruning: 0 messages, 27 outcomes deleted so far", captured.err
-    assert "deleted 0 messages, 27 outcomes" in captured.out
+    assert progress and progress[-1] == "pruning: 0 messages, 27 outcomes pruned so far", captured.err
+    assert "archived 0 messages, 27 outcomes" in captured.out
     add_outcomes_bulk(get_engine(db_url), "sender", 30)
     with pytest.raises(SystemExit):
         main(["consolidate", "--force", "--json"])

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from memtasks.domain.gates import (
 )
 from memtasks.locks import LockLost, LockUnavailable, RedisLockGate, redis_client
 from memtasks.services.consolidation import Consolidator
+from memtasks.storage.archive_repo import Stamp
 from memtasks.storage.consolidation_repo import INTERRUPTED, Batch, ConsolidationRepo
 from memtasks.storage.facts_repo import Facts
 from memtasks.storage.memory_tables import conversations, facts, messages, outcomes
@@ -42,26 +44,6 @@ OLD_MS = NOW_MS - 31 * DAY_MS  # older than the default 30-day message age
 
 
 # ── fixtures and data helpers ───────────────────────────────────────────────
-
-
-@pytest.fixture
-def lock_client(redis_url: str, key_prefix: str) -> Iterator[redis.Redis]:
-    client = redis_client(redis_url)
-    yield client
-    keys = list(client.scan_iter(match=f"{key_prefix}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
-@pytest.fixture
-def lock_name(key_prefix: str) -> str:
-    return f"{key_prefix}consolidate"
-
-
-@pytest.fixture
-def gate(lock_client: redis.Redis, lock_name: str) -> RedisLockGate:
-    return RedisLockGate(lock_client, lock_name, ttl_s=30)
 
 
 def make(
@@ -184,7 +166,9 @@ class StatementLog:
         event.remove(self.engine, "before_cursor_execute", self._record)
 
     def deletes_from(self, table: str) -> list[str]:
-        return [s for s in self.statements if s.upper().startswith(f"DELETE FROM {table.upper()}")]
+        """Statements that delete from ``table``: a DELETE, or one inside a WITH (the archive's move)."""
+        needle = re.compile(rf"(^|\bAS \()DELETE FROM {table.upper()}\b")
+        return [s for s in self.statements if needle.search(s.upper())]
 
 
 # ── the seed's tests, ported ───────────────────────────────────────────────
@@ -426,13 +410,20 @@ def test_one_statement_prunes_the_outcomes_of_every_sender(
         ids = add_outcomes(engine, sender, [NOW_MS - i for i in range(3 + n)])  # newest first
         survivors[sender] = ids[:3]
     with StatementLog(engine) as sql:
-        report = make(engine, gate, clock, max_outcomes_per_sender=3).prune()
+        report = make(engine, gate, clock, max_outcomes_per_sender=3, archive_grace_days=0).prune()
     assert report.outcomes_pruned == 0 + 1 + 2 + 3
     deletes = sql.deletes_from("outcomes")
     assert len(deletes) == 1, deletes
     assert "row_number() OVER (PARTITION BY outcomes.sender_id" in deletes[0]
     for sender, ids in survivors.items():
         assert outcome_ids(engine, sender) == sorted(ids)
+    # Archiving (the default), one statement still ranks every sender; the batch moves by id.
+    add_outcomes(engine, "erin", [NOW_MS - i for i in range(5)])
+    with StatementLog(engine) as sql:
+        report = make(engine, gate, clock, max_outcomes_per_sender=3).prune()
+    assert report.outcomes_pruned == 2
+    ranking = [s for s in sql.statements if "row_number() OVER (PARTITION BY outcomes.sender_id" in s]
+    assert len(ranking) == 1, ranking
 
 
 def test_batched_outcome_prune_keeps_the_same_survivors(
@@ -568,11 +559,13 @@ class FailingRepo(ConsolidationRepo):
         super().__init__(engine)
         self.calls = 0
 
-    def delete_prunable_messages(self, cutoff_ms: int, limit: int, *, after_id: int = 0) -> Batch:
+    def delete_prunable_messages(
+        self, cutoff_ms: int, limit: int, *, after_id: int = 0, archive: Stamp | None = None
+    ) -> Batch:
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError("disk full")
-        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id)
+        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id, archive=archive)
 
 
 def test_a_failing_run_releases_the_lock_and_is_recorded(
@@ -612,11 +605,13 @@ class SlowRepo(ConsolidationRepo):
         self.until = until
         self.waited = False
 
-    def delete_prunable_messages(self, cutoff_ms: int, limit: int, *, after_id: int = 0) -> Batch:
+    def delete_prunable_messages(
+        self, cutoff_ms: int, limit: int, *, after_id: int = 0, archive: Stamp | None = None
+    ) -> Batch:
         if not self.waited:
             self.waited = True
             wait_for(self.until, timeout=15)
-        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id)
+        return super().delete_prunable_messages(cutoff_ms, limit, after_id=after_id, archive=archive)
 
 
 def test_a_renewed_lock_outlives_its_ttl_during_a_long_run(

@@ -362,7 +362,7 @@ def test_decay_maintenance_and_failures_pages_in_the_browser(
         "prune_finished",
     }
     browser.find_element(By.ID, "plan-button").click()  # htmx fetches the plan into the page
-    _wait(browser, lambda b: "would delete" in _text(b, "#plan"), "the dry-run plan shown")
+    _wait(browser, lambda b: "would archive" in _text(b, "#plan"), "the dry-run plan shown")
     shots.take("maintenance")
 
     browser.get(f"{console.base}/failures?hours=24")

@@ -13,16 +13,20 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 
 from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.domain.jobs import FailureClass, JobKind, NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.services.retrieval_failures import DatabaseSink
+from memtasks.storage.archive_repo import Stamp
+from memtasks.storage.consolidation_repo import ConsolidationRepo
 from memtasks.storage.decay_queue import DecayJobs
 from memtasks.storage.engine import get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.memory_tables import conversations, messages
 from memtasks.storage.sweeps_repo import Sweeps
+from memtasks.storage.tables import operator_actions
 from memtasks.web.app import Guard
 from memtasks.web.security import listen_problem
 from tests.web.conftest import RunningConsole
@@ -316,9 +320,60 @@ def test_maintenance_shows_sweeps_the_ledger_and_a_plan_on_demand(start_console:
         assert page.status_code == 200 and 'data-sweep="recover"' in page.text and "requeued 0" in page.text
         assert "no consolidation yet" in page.text
         plan = client.get("/maintenance/plan")
-        assert plan.status_code == 200 and "would delete" in plan.text and "gate" in plan.text
+        assert plan.status_code == 200 and "would archive" in plan.text and "gate" in plan.text
+        assert "restorable for 7 days" in plan.text
     with engine.connect() as conn:  # the plan wrote nothing
         assert conn.execute(text("SELECT count(*) FROM consolidation_runs")).scalar_one() == 0
+
+
+def test_an_archived_run_is_listed_and_restored_only_with_the_token(start_console: Start) -> None:
+    console = start_console()
+    engine = get_engine(console.settings.resolved_database_url)
+    with engine.begin() as c:
+        c.execute(
+            insert(conversations).values(
+                id="old",
+                channel="t",
+                sender_id="u",
+                status="closed",
+                started_at_ms=1,
+                updated_at_ms=1,
+                last_activity_ms=1,
+            )
+        )
+        c.execute(
+            insert(messages),
+            [
+                {"conversation_id": "old", "role": "user", "content": f"m{i}", "timestamp_ms": 1}
+                for i in range(4)
+            ],
+        )
+    repo = ConsolidationRepo(engine)
+    run_id = repo.start_run(started_at_ms=1_000, trigger="manual", dry_run=False, gates_json="{}")
+    assert repo.prune_messages(10, 1_000, archive=Stamp(1_000, run_id)) == 4
+
+    with console.session() as (client, token):
+        page = client.get("/maintenance")
+        row = re.search(rf'<tr data-run="{run_id}">.*?</tr>', page.text, re.S)
+        assert row is not None and ">4<" in row.group(0) and "restore" in row.group(0)
+        form = {"scope": "run", "key": str(run_id)}
+        forged = client.post("/archive/restore", data=form, follow_redirects=False)
+        assert forged.status_code == 403
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 0
+        bad = client.post("/archive/restore", data={**form, "key": "x", "csrf_token": token})
+        assert bad.status_code == 400 and "invalid run id" in bad.text
+        done = client.post("/archive/restore", data={**form, "csrf_token": token}, follow_redirects=False)
+        assert done.status_code == 303 and "restored=4" in done.headers["location"]
+        after = client.get(done.headers["location"])
+        assert (
+            "restored 4 rows" in after.text and "no consolidation run has rows in the archive" in after.text
+        )
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(messages)).scalar_one() == 4
+        action = conn.execute(select(operator_actions)).one()
+    assert (action.action, action.via, action.affected) == ("restore", "web", 4)
+    assert json.loads(action.target) == {"run": str(run_id)}
 
 
 def test_retrieval_failures_are_reported_by_type_and_strategy(start_console: Start) -> None:

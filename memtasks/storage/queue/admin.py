@@ -18,6 +18,7 @@ from memtasks.domain.errors import JobNotFound, ValidationError
 from memtasks.domain.jobs import FailureClass
 from memtasks.domain.lifecycle import ACTIVE, TERMINAL, Phase, check_moves
 from memtasks.domain.wire import lookup_id
+from memtasks.storage.archive_repo import Stamp, move_rows
 from memtasks.storage.queue.table import QueueTable
 from memtasks.storage.rows import chunks, reading
 
@@ -362,20 +363,23 @@ class QueueAdmin(Generic[R]):
         with self.engine.begin() as c:
             return int(c.execute(delete(self.t).where(self.t.c.kind.in_(sorted(kinds)))).rowcount)
 
-    def prune_finished(self, older_than_ms: int, *, batch: int = 5_000) -> int:
-        """Delete terminal rows finished before ``now − older_than_ms``, in bounded batches."""
-        cutoff = self.now() - older_than_ms
+    def prune_finished(self, older_than_ms: int, *, batch: int = 5_000, archive: bool = False) -> int:
+        """Delete (with ``archive``, move into the archive) terminal rows finished before
+        ``now − older_than_ms``, in bounded batches; how many."""
+        now = self.now()
+        cutoff = now - older_than_ms
         terminal = self.table.words.words(TERMINAL)
+        finished = and_(self.status.in_(terminal), self.t.c.completed_at_ms < cutoff)
+        picked = select(self.t.c.id).where(finished).limit(batch)
         total = 0
         while True:
-            ids = (
-                select(self.t.c.id)
-                .where(self.status.in_(terminal), self.t.c.completed_at_ms < cutoff)
-                .limit(batch)
-                .scalar_subquery()
-            )
             with self.engine.begin() as c:
-                n = int(c.execute(delete(self.t).where(self.t.c.id.in_(ids))).rowcount)
+                if archive:
+                    n = move_rows(c, self.t, list(c.execute(picked).scalars()), Stamp(now), still=finished)
+                else:
+                    n = int(
+                        c.execute(delete(self.t).where(self.t.c.id.in_(picked.scalar_subquery()))).rowcount
+                    )
             total += n
             if n < batch:
                 return total
