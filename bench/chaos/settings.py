@@ -109,6 +109,7 @@ OFF_SWEEPS = (
     "prune_finished",
     "purge_retrieval_failures",
     "purge_retired",
+    "purge_archive",
 )
 
 

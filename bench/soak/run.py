@@ -103,6 +103,7 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
             "recover": 1.0,
             "dispatch_due": 1.0,
             "prune_finished": settings.prune_every_s,
+            "purge_archive": settings.prune_every_s,
         }
         memtasks_env = {
             "MEMTASKS_DATABASE_URL": database.url,
@@ -111,6 +112,8 @@ def run(settings: SoakSettings, root: Path) -> dict[str, Any]:
             "MEMTASKS_HANDLERS": "bench.soak.handlers:build_registry",
             "MEMTASKS_LEASE_S": "10",
             "MEMTASKS_RETENTION_DAYS": str(settings.retention_s / 86_400),
+            # Pruned rows stay in the archive as long again, then the purge sweep deletes them.
+            "MEMTASKS_ARCHIVE_GRACE_DAYS": str(settings.retention_s / 86_400),
             "MEMTASKS_BEAT_INTERVALS": json.dumps(beat),
             "MEMTASKS_REDISPATCH_AFTER_S": "5",
             "MEMTASKS_BREAKER_COOLDOWN_S": "2",

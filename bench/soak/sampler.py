@@ -58,6 +58,7 @@ class Sampler:
                 )
             ).one()
             table_mb = float(size) / 2**20
+            archived = int(conn.execute(text("SELECT count(*) FROM archived_mem_tree_jobs")).scalar_one())
         info: dict[str, Any] = self.redis_client.info("clients")  # type: ignore[assignment]
         clients = int(info["connected_clients"])
         return {
@@ -68,4 +69,5 @@ class Sampler:
             "rows": by_status,
             "table_mb": round(table_mb, 2),
             "dead_rows": int(dead),
+            "archived_rows": archived,
         }

@@ -81,6 +81,11 @@ def judge(
     done_peak = max(int(s["rows"].get("done", 0)) for s in after)
     if done_peak > done_bound:
         violations.append(f"done rows reached {done_peak}, over {done_bound}: finished rows are not pruned")
+    archived_peak = max(int(s.get("archived_rows", 0)) for s in after)
+    if archived_peak > done_bound:
+        violations.append(
+            f"archived rows reached {archived_peak}, over {done_bound}: the archive is not purged"
+        )
     lost = {k: v for k, v in leftover.items() if k != "done" and v}
     if lost:
         violations.append(f"rows left unfinished after the load: {lost}")
@@ -92,5 +97,6 @@ def judge(
         "job_table": table,
         "done_rows_peak": done_peak,
         "done_rows_bound": done_bound,
+        "archived_rows_peak": archived_peak,
         "leftover": leftover,
     }

@@ -1,5 +1,6 @@
 """How the job tables wear on PostgreSQL: their size on disk, dead row versions, the last vacuum,
-and whether the server vacuums at all.
+and whether the server vacuums at all; and how large the archive tables are (what the prunes
+took, kept for the grace period).
 
 Every job writes its row three times and the prune deletes it, so on PostgreSQL the job tables
 fill with dead row versions that only a vacuum makes reusable; with autovacuum off they grow
@@ -16,6 +17,8 @@ from sqlalchemy import Engine, text
 from memtasks.storage.rows import reading
 
 JOB_TABLES = ("mem_tree_jobs", "decay_jobs")
+ARCHIVE_TABLES = ("archived_messages", "archived_outcomes", "archived_mem_tree_jobs", "archived_decay_jobs")
+REPORTED = JOB_TABLES + ARCHIVE_TABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +61,7 @@ def storage_health(engine: Engine) -> StorageHealth | None:
     with reading(engine) as conn:
         autovacuum = str(conn.execute(text("SHOW autovacuum")).scalar_one()).lower() == "on"
         tables = []
-        for name in JOB_TABLES:
+        for name in REPORTED:
             row = conn.execute(STATS, {"table": name}).one_or_none()
             if row is None:
                 continue
@@ -74,4 +77,4 @@ def storage_health(engine: Engine) -> StorageHealth | None:
     return StorageHealth(autovacuum=autovacuum, tables=tuple(tables))
 
 
-__all__ = ["JOB_TABLES", "StorageHealth", "TableHealth", "storage_health"]
+__all__ = ["ARCHIVE_TABLES", "JOB_TABLES", "REPORTED", "StorageHealth", "TableHealth", "storage_health"]

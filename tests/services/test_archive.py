@@ -13,10 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, Table, delete, insert, select
 
+from memtasks.config import load_settings
 from memtasks.domain.clock import DAY_MS, HOUR_MS, FrozenClock
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.tree import flush_stale_job
 from memtasks.locks import RedisLockGate
+from memtasks.services.maintenance import Maintenance
+from memtasks.services.runtime import open_runtime
 from memtasks.storage.archive_repo import ArchiveRepo
 from memtasks.storage.archive_tables import archived_mem_tree_jobs, archived_messages, archived_outcomes
 from memtasks.storage.consolidation_repo import ConsolidationRepo
@@ -249,3 +252,27 @@ def test_finished_jobs_are_archived_then_restorable(
     assert rows_of(engine, mem_tree_jobs)[done_ids[0]] == before[done_ids[0]]
     assert repo.restore_job(done_ids[0]).total_restored == 0
     assert repo.archived_job(done_ids[0]) is None
+
+
+@pytest.mark.parametrize("grace_days", [7.0, 0.0])
+def test_the_sweeps_archive_by_the_settings_and_purge_after_the_grace(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, grace_days: float
+) -> None:
+    monkeypatch.setenv("MEMTASKS_DATABASE_URL", db_url)
+    monkeypatch.setenv("MEMTASKS_ARCHIVE_GRACE_DAYS", str(grace_days))
+    clock = FrozenClock(NOW_MS)
+    runtime = open_runtime(load_settings(), clock=clock)
+    runtime.jobs.enqueue_many([flush_stale_job(clock() + i * 4 * HOUR_MS) for i in range(3)])
+    for claimed in runtime.jobs.claim_batch(3):
+        assert runtime.jobs.settle_done(claimed.lease)
+    maintenance = Maintenance(runtime, publisher=None, lock_client=None)  # type: ignore[arg-type]
+    clock.advance(15 * DAY_MS)  # past the 14-day retention
+
+    assert maintenance.prune_finished() == 3
+    archive = ArchiveRepo(runtime.engine)
+    assert archive.counts()["mem_tree_jobs"] == (3 if grace_days else 0)
+    clock.advance(int(grace_days * DAY_MS))
+    assert maintenance.purge_archive()["mem_tree_jobs"] == 0  # not past the grace yet
+    clock.advance(1)
+    assert maintenance.purge_archive()["mem_tree_jobs"] == (3 if grace_days else 0)
+    assert archive.counts()["mem_tree_jobs"] == 0
