@@ -161,11 +161,13 @@ class MemtasksClient:
         dedupe_key: str | None = None,
         delay_s: float | None = None,
         max_attempts: int | None = None,
+        fair_key: str | None = None,
     ) -> str:
         """Enqueue a mem-tree job of ``kind``; its id. ``dedupe_key`` None: no key (the typed
-        calls below use each kind's standard key instead)."""
+        calls below use each kind's standard key instead). ``fair_key``: the job's fair-share
+        lane (its agent or tenant); None: the payload's ``agent_id`` or ``tenant_id``."""
         job = intake.mem_tree_job_from_wire(
-            str(kind), payload, dedupe_key, delay_s, max_attempts, now_ms=_now_ms()
+            str(kind), payload, dedupe_key, delay_s, max_attempts, now_ms=_now_ms(), fair_key=fair_key
         )
         job_id = new_mem_tree_job_id()
         kwargs: dict[str, Any] = {
@@ -177,6 +179,7 @@ class MemtasksClient:
             ("dedupe_key", job.dedupe_key),
             ("delay_s", delay_s),
             ("max_attempts", max_attempts),
+            ("fair_key", job.fair_key),
         ):
             if value is not None:
                 kwargs[name] = value
@@ -196,6 +199,7 @@ class MemtasksClient:
             dedupe_key=job.dedupe_key,
             delay_s=delay_s,
             max_attempts=job.max_attempts,
+            fair_key=job.fair_key,
         )
 
     def _typed(

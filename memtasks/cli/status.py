@@ -53,6 +53,15 @@ def as_dict(report: StatusReport, tree_uses_llm: bool) -> dict[str, Any]:
             "last_24h": report.retrieval_failures_last_24h,
         },
         "summaries_by_level": report.summaries_by_level,
+        "lanes": [
+            {
+                "lane": lane.lane,
+                "ready": lane.ready,
+                "due": lane.due,
+                "oldest_due_age_ms": lane.oldest_due_age_ms,
+            }
+            for lane in report.queue.lanes
+        ],
         "storage": None
         if report.storage is None
         else {
@@ -92,6 +101,15 @@ def render(report: StatusReport, tree_uses_llm: bool) -> None:
     if not rows:
         jobs.add_row("—", "no jobs", *["0"] * len(STATUSES), "—", "0", "0", "—")
     out.print(jobs)
+    if len(report.queue.lanes) > 1 or any(lane.lane for lane in report.queue.lanes):
+        lanes = Table(title="fair-share lanes (ready memory-tree jobs, largest first)", title_justify="left")
+        for column in ("lane", "ready", "due", "oldest due"):
+            lanes.add_column(column, justify="left" if column == "lane" else "right")
+        for lane in report.queue.lanes:
+            lanes.add_row(
+                lane.lane or "(shared)", str(lane.ready), str(lane.due), age(lane.oldest_due_age_ms)
+            )
+        out.print(lanes)
     decay = ", ".join(f"{state} {n}" for state, n in sorted(report.queue.decay_by_state.items())) or "none"
     out.print(f"decay jobs: {decay}; expired leases {report.queue.decay_expired_leases}", markup=False)
     last = report.last_consolidation

@@ -11,6 +11,7 @@ from typing import Any
 
 from memtasks.domain.clock import MAX_TIMESTAMP_MS
 from memtasks.domain.errors import IllegalTransition, MalformedPayload, UnknownJobKind
+from memtasks.domain.fairness import check_fair_key, lane_of
 from memtasks.domain.lifecycle import ACTIVE, MEM_TREE_WORDS, TERMINAL, TRANSITIONS
 from memtasks.domain.text import unstorable
 
@@ -242,13 +243,23 @@ class NewJob:
     dedupe_key: str | None = None
     available_at_ms: int | None = None
     max_attempts: int | None = None
+    fair_key: str | None = None
+    """The job's lane for fair share (its agent or tenant); None: the payload's ``agent_id`` or
+    ``tenant_id``, else the shared lane (:mod:`memtasks.domain.fairness`)."""
     payload_json: str = field(init=False, repr=False, compare=False)
+
+    @property
+    def lane(self) -> str:
+        """The job's lane for fair share."""
+        return lane_of(self.payload, self.fair_key)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", JobKind.parse(str(self.kind)))
         # Encoded once: later changes to the caller's dict cannot bypass validation.
         object.__setattr__(self, "payload_json", encode_payload(self.payload))
         check_dedupe_key(self.dedupe_key)
+        if self.fair_key is not None:
+            check_fair_key(self.fair_key)
         attempts = self.max_attempts
         if attempts is not None and (
             isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100

@@ -138,6 +138,22 @@ class QueueCollector(Collector):
                 failed.add_metric([kind.kind, failure_class], count)
         yield from (jobs, oldest, expired, retrying, failed)
 
+        lane_ready = GaugeMetricFamily(
+            "memtasks_lane_ready_jobs",
+            "Ready memory-tree jobs per fair-share lane (agent or tenant; '' the shared lane),"
+            " the 20 largest lanes",
+            labels=["lane"],
+        )
+        lane_wait = GaugeMetricFamily(
+            "memtasks_lane_oldest_due_age_seconds",
+            "How long the oldest due ready job of each of those lanes has waited (0: none waits)",
+            labels=["lane"],
+        )
+        for lane in report.queue.lanes:
+            lane_ready.add_metric([lane.lane], lane.ready)
+            lane_wait.add_metric([lane.lane], (lane.oldest_due_age_ms or 0) / 1000)
+        yield from (lane_ready, lane_wait)
+
         decay = GaugeMetricFamily("memtasks_decay_jobs", "Decay jobs by state", labels=["state"])
         for state in sorted(set(DECAY_STATES) | set(report.queue.decay_by_state)):
             decay.add_metric([state], report.queue.decay_by_state.get(state, 0))

@@ -29,7 +29,7 @@ from memtasks.storage.archive_repo import Restored
 from memtasks.storage.audit_repo import OperatorAction, OperatorActions
 from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
 from memtasks.storage.retrieval_repo import FailureSummary
-from memtasks.storage.stats_repo import JobTable, KindStats, QueueStats, queue_stats
+from memtasks.storage.stats_repo import JobTable, KindStats, LaneStats, QueueStats, queue_stats
 from memtasks.storage.sweeps_repo import SweepRecord, Sweeps
 from memtasks.storage.tree_view_repo import Node, TreeLine, TreeShape, TreeViews
 
@@ -55,6 +55,8 @@ class Overview:
     now_ms: int
     rows: tuple[KindRow, ...]
     decay_by_state: dict[str, int]
+    lanes: tuple[LaneStats, ...] = ()
+    """Fair-share lanes with ready memory-tree jobs, the largest first."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,10 @@ class Overview:
                 for r in self.rows
             ],
             "decay_by_state": self.decay_by_state,
+            "lanes": [
+                {"lane": n.lane, "ready": n.ready, "due": n.due, "oldest_due_age_ms": n.oldest_due_age_ms}
+                for n in self.lanes
+            ],
         }
 
 
@@ -149,7 +155,7 @@ class Console:
             )
         order = {q: i for i, q in enumerate(QUEUES)}
         rows.sort(key=lambda r: (order.get(r.queue, len(order)), r.kind))
-        return Overview(now_ms=now, rows=tuple(rows), decay_by_state=dict(decay))
+        return Overview(now_ms=now, rows=tuple(rows), decay_by_state=dict(decay), lanes=stats.lanes)
 
     def points(self, queue: str | None) -> list[Point]:
         self.series.refresh()

@@ -70,17 +70,30 @@ def mem_tree_job(
     *,
     available_at_ms: Any = None,
     max_attempts: Any = None,
+    fair_key: Any = None,
 ) -> NewJob:
     """The job of these fields, checked as :func:`check_mem_tree_job` checks a producer's."""
-    return check_mem_tree_job(NewJob(kind, payload, dedupe_key, available_at_ms, max_attempts))
+    return check_mem_tree_job(NewJob(kind, payload, dedupe_key, available_at_ms, max_attempts, fair_key))
 
 
 def mem_tree_job_from_wire(
-    kind: Any, payload: Any, dedupe_key: Any, delay_s: Any, max_attempts: Any, *, now_ms: int
+    kind: Any,
+    payload: Any,
+    dedupe_key: Any,
+    delay_s: Any,
+    max_attempts: Any,
+    *,
+    now_ms: int,
+    fair_key: Any = None,
 ) -> NewJob:
     """The job a ``memtasks.mem_tree.enqueue`` message asks for (``delay_s`` from ``now_ms``)."""
     return mem_tree_job(
-        kind, payload, dedupe_key, available_at_ms=due_at(delay_s, now_ms), max_attempts=max_attempts
+        kind,
+        payload,
+        dedupe_key,
+        available_at_ms=due_at(delay_s, now_ms),
+        max_attempts=max_attempts,
+        fair_key=fair_key,
     )
 
 

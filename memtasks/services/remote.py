@@ -40,13 +40,14 @@ class RemoteIntake:
         delay_s: float | None = None,
         max_attempts: int | None = None,
         job_id: str | None = None,
+        fair_key: str | None = None,
     ) -> dict[str, Any]:
         """Insert the job (deduplicated), under ``job_id`` when the producer chose it, and
-        publish it."""
+        publish it. ``fair_key``: its fair-share lane (else the payload's ``agent_id``)."""
         jobs = self.maintenance.runtime.jobs
         chosen = intake.mem_tree_job_id_from_wire(job_id)
         job = intake.mem_tree_job_from_wire(
-            kind, payload, dedupe_key, delay_s, max_attempts, now_ms=jobs.clock()
+            kind, payload, dedupe_key, delay_s, max_attempts, now_ms=jobs.clock(), fair_key=fair_key
         )
         if chosen is None:
             new_id = jobs.enqueue(job, published=True)

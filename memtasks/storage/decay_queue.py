@@ -79,6 +79,8 @@ class DecayJob:
     attestation_json: str | None = None
     claimed_by: str | None = None
     attempt_history: str | None = None
+    fair_key: str = ""
+    fair_seq: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> DecayJob:

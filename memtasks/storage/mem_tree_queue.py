@@ -67,6 +67,8 @@ class Job:
     claimed_by: str | None = None
     attempt_history: str | None = None
     parent_id: str | None = None
+    fair_key: str = ""
+    """The job's lane for fair share ('': the shared lane)."""
 
     @classmethod
     def from_row(cls, m: Mapping[str, Any]) -> Job:
@@ -95,6 +97,7 @@ class Job:
             claimed_by=m.get("claimed_by"),
             attempt_history=m.get("attempt_history"),
             parent_id=m.get("parent_id"),
+            fair_key=str(m.get("fair_key") or ""),
         )
 
     @property
@@ -244,6 +247,7 @@ class MemTreeJobs(LeasedQueue[Job]):
             "max_attempts": job.max_attempts or self._default_max_attempts(kind),
             "available_at_ms": due,
             "dispatched_at_ms": now if published and due <= now else None,
+            "fair_key": job.lane,
         }
 
     @staticmethod

@@ -37,10 +37,27 @@ class KindStats:
 
 
 @dataclass(frozen=True, slots=True)
+class LaneStats:
+    """One lane of fair share (an agent or tenant; ``""`` the shared lane): its ready memory-tree
+    jobs, how many of them are due, and how long the oldest due one has waited."""
+
+    lane: str
+    ready: int
+    due: int
+    oldest_due_age_ms: int | None
+
+
+TOP_LANES = 20
+"""Lanes reported: those with the most ready jobs (a bound on the metrics' label values)."""
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     kinds: tuple[KindStats, ...]
     decay_by_state: dict[str, int]
     decay_expired_leases: int
+    lanes: tuple[LaneStats, ...] = ()
+    """The :data:`TOP_LANES` lanes with the most ready jobs, largest first."""
 
 
 def _pairs(rows: Iterable[Any]) -> dict[str, int]:
@@ -87,6 +104,19 @@ def queue_stats(engine: Engine, now_ms: int, *, open_only: bool = False) -> Queu
                 .group_by(t.c.kind)
             )
         )
+        is_due = t.c.available_at_ms <= now_ms
+        lanes = c.execute(  # the partial index of each lane's ready rows
+            select(
+                t.c.fair_key,
+                func.count(),
+                func.sum(case((is_due, 1), else_=0)),
+                func.min(case((is_due, t.c.available_at_ms), else_=None)),
+            )
+            .where(t.c.status == "ready")
+            .group_by(t.c.fair_key)
+            .order_by(func.count().desc(), t.c.fair_key)
+            .limit(TOP_LANES)
+        ).all()
         decay = _pairs(c.execute(select(d.c.state, func.count()).group_by(d.c.state)))
         decay_expired = c.execute(
             select(func.count()).where(d.c.state == "in_progress", d.c.locked_until_ms < now_ms)
@@ -118,6 +148,15 @@ def queue_stats(engine: Engine, now_ms: int, *, open_only: bool = False) -> Queu
         kinds=kinds,
         decay_by_state={str(k): int(v) for k, v in decay.items()},
         decay_expired_leases=int(decay_expired),
+        lanes=tuple(
+            LaneStats(
+                lane=str(lane),
+                ready=int(ready),
+                due=int(due or 0),
+                oldest_due_age_ms=None if oldest_due is None else now_ms - int(oldest_due),
+            )
+            for lane, ready, due, oldest_due in lanes
+        ),
     )
 
 
@@ -208,9 +247,11 @@ def finished_after(
 
 
 __all__ = [
+    "TOP_LANES",
     "FinishedJob",
     "JobTable",
     "KindStats",
+    "LaneStats",
     "QueueStats",
     "Watermark",
     "finished_after",

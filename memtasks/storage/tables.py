@@ -79,6 +79,9 @@ mem_tree_jobs = Table(
     Column("attempt_history", Text),
     # The job whose handler enqueued this one as a follow-up (0011); NULL for a producer's.
     Column("parent_id", String(64)),
+    # Fair share (0014): the job's lane (agent or tenant; '' shared) and its place in it.
+    Column("fair_key", String(128), nullable=False, server_default=text("''")),
+    Column("fair_seq", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint(_one_of("status", [s.value for s in JobStatus]), name="status"),
     CheckConstraint(
         "failure_class IS NULL OR " + _one_of("failure_class", [c.value for c in FailureClass]),
@@ -92,8 +95,11 @@ mem_tree_jobs = Table(
     # Every index is partial: a row is in an index only while the hot path needs it there,
     # so an insert writes the primary key and the ready index, a claim the lease index, a
     # settle the finished index.
-    # The claim path: ready rows in priority order, oldest first; its size follows the backlog.
-    Index("ix_mem_tree_jobs_ready", "priority", "available_at_ms", **_partial("status = 'ready'")),
+    # The claim path: ready rows in priority order, then lane by lane (each row's place in its
+    # lane, memtasks.domain.fairness); its size follows the backlog.
+    Index("ix_mem_tree_jobs_ready", "priority", "fair_seq", **_partial("status = 'ready'")),
+    # Where each lane ends, for placing new rows; per-lane depth for operators.
+    Index("ix_mem_tree_jobs_lane", "fair_key", "fair_seq", **_partial("status = 'ready'")),
     Index("ix_mem_tree_jobs_lease", "locked_until_ms", **_partial("status = 'running'")),
     Index("ix_mem_tree_jobs_finished", "completed_at_ms", **_partial("completed_at_ms IS NOT NULL")),
     # A dedupe key is held while its row is ready or running.
@@ -137,6 +143,8 @@ decay_jobs = Table(
     Column("attestation_json", Text),
     Column("claimed_by", String(200)),
     Column("attempt_history", Text),
+    Column("fair_key", String(128), nullable=False, server_default=text("''")),
+    Column("fair_seq", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint(_one_of("state", [s.value for s in DecayState]), name="state"),
     CheckConstraint(_one_of("kind", [k.value for k in DecayKind]), name="kind"),
     CheckConstraint(_one_of("summary_method", [m.value for m in SummaryMethod]), name="summary_method"),
@@ -153,8 +161,9 @@ decay_jobs = Table(
         name="failure_class",
     ),
     CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="attempts"),
-    # The claim path, as for mem_tree_jobs: pending rows in priority order, oldest first.
-    Index("ix_decay_jobs_ready", "priority", "scheduled_for_ms", **_partial("state = 'pending'")),
+    # The claim path, as for mem_tree_jobs: pending rows in priority order, lane by lane.
+    Index("ix_decay_jobs_ready", "priority", "fair_seq", **_partial("state = 'pending'")),
+    Index("ix_decay_jobs_lane", "fair_key", "fair_seq", **_partial("state = 'pending'")),
     Index("ix_decay_jobs_lease", "locked_until_ms", **_partial("state = 'in_progress'")),
     Index("ix_decay_jobs_state", "state"),
     Index("ix_decay_jobs_completed_at_ms", "completed_at_ms"),

@@ -25,7 +25,7 @@ from memtasks.domain.sweeps import SWEEP_TASKS
 MEM_TREE_RUN: Final = "memtasks.mem_tree.run"
 """args: [job_id] — claim the mem-tree job by id, run its handler, settle."""
 MEM_TREE_ENQUEUE: Final = "memtasks.mem_tree.enqueue"
-"""kwargs: kind, payload, dedupe_key?, delay_s?, max_attempts?, job_id? — insert the row (deduped),
+"""kwargs: kind, payload, dedupe_key?, delay_s?, max_attempts?, job_id?, fair_key? — insert the row (deduped),
 under ``job_id`` when the producer chose it (``job:<uuid>``), and run it."""
 MEM_TREE_DRAIN: Final = "memtasks.mem_tree.drain"
 """kwargs: kinds, limit — claim up to ``limit`` due jobs of ``kinds`` and run them in one transaction."""

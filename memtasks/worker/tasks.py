@@ -102,12 +102,13 @@ def register(app: Celery, services_for: Callable[[Celery], FleetServices]) -> No
         delay_s: float | None = None,
         max_attempts: int | None = None,
         job_id: str | None = None,
+        fair_key: str | None = None,
     ) -> dict[str, Any]:
         try:
             return _only_copy(
                 task,
                 lambda: services_for(app).remote.enqueue_mem_tree(
-                    kind, payload, dedupe_key, delay_s, max_attempts, job_id
+                    kind, payload, dedupe_key, delay_s, max_attempts, job_id, fair_key
                 ),
             )
         except StorageError:

@@ -130,6 +130,18 @@ def test_remote_enqueue_validates_dedupes_and_publishes(pipeline: FleetServices)
     assert pipeline.runtime.jobs.admin.count_total() == 2
 
 
+def test_remote_enqueue_takes_the_fair_share_lane_from_the_producer_or_the_payload(
+    pipeline: FleetServices,
+) -> None:
+    given = pipeline.remote.enqueue_mem_tree("extract_chunk", {"chunk_id": "c1"}, fair_key="tenant-1")
+    found = pipeline.remote.enqueue_mem_tree("extract_chunk", {"chunk_id": "c2", "agent_id": "agent-9"})
+    jobs = pipeline.runtime.jobs
+    lanes = [getattr(jobs.get(str(r["job_id"])), "fair_key", None) for r in (given, found)]
+    assert lanes == ["tenant-1", "agent-9"]
+    with pytest.raises(MalformedPayload, match="fair_key"):
+        pipeline.remote.enqueue_mem_tree("extract_chunk", {"chunk_id": "c3"}, fair_key="x" * 200)
+
+
 def test_a_job_that_is_not_claimable_is_dropped(pipeline: FleetServices) -> None:
     job_id = str(pipeline.runtime.jobs.enqueue(seal_job("a", 0)))
     result = pipeline.mem_tree.run_by_id(job_id)

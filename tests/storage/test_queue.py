@@ -64,11 +64,14 @@ def test_lease_tokens_are_random(jobs: MemTreeJobs) -> None:
     assert first.lease_token != second.lease_token
 
 
-def test_claim_order_is_kind_priority_then_oldest(jobs: MemTreeJobs, clock: FrozenClock) -> None:
+def test_claim_order_is_kind_priority_then_place(jobs: MemTreeJobs, clock: FrozenClock) -> None:
     for kind in [JobKind.EXTRACT_CHUNK, JobKind.APPEND_BUFFER, JobKind.SEAL, JobKind.FLUSH_STALE]:
         jobs.enqueue(job(kind))
         clock.advance(1)
-    older = jobs.enqueue(NewJob(JobKind.REEMBED_BACKFILL, {}, available_at_ms=clock.now_ms - 10_000))
+    # Alone in its lane, a job due earlier takes its place at its due time: before the rest.
+    older = jobs.enqueue(
+        NewJob(JobKind.REEMBED_BACKFILL, {}, available_at_ms=clock.now_ms - 10_000, fair_key="agent-b")
+    )
     order = []
     while (claimed := jobs.claim_next()) is not None:
         order.append((claimed.kind, claimed.id))

@@ -99,6 +99,19 @@ def test_the_queues_page_and_api_show_what_the_tables_hold(start_console: Start)
         assert client.get("/api/series?queue=nope").status_code == 400
 
 
+def test_the_queues_page_and_api_show_the_fair_share_lanes(start_console: Start) -> None:
+    console = start_console()
+    jobs = _jobs(console)
+    jobs.enqueue_many([NewJob(JobKind.EXTRACT_CHUNK, {"agent_id": "big"}) for _ in range(7)])
+    jobs.enqueue_many([NewJob(JobKind.EXTRACT_CHUNK, {"chunk_id": "x"}, fair_key="small") for _ in range(2)])
+    with console.client() as client:
+        lanes = client.get("/api/queues").json()["lanes"]
+        assert [(n["lane"], n["ready"], n["due"]) for n in lanes] == [("big", 7, 7), ("small", 2, 2)]
+        page = client.get("/queues")
+        row = re.search(r'<tr data-lane="big">.*?</tr>', page.text, re.S)
+        assert row is not None and ">7<" in row.group(0)
+
+
 def test_jobs_are_paged_by_keyset_newest_first_and_filtered(start_console: Start) -> None:
     console = start_console()
     jobs = _jobs(console)

@@ -11,6 +11,12 @@ whose key an active row holds is skipped (``ON CONFLICT … DO NOTHING``) and it
 returned. Rows whose ids the caller chose (a producer that has only the broker) skip any
 conflict, their id's included (``ON CONFLICT DO NOTHING``): a redelivered message inserts
 nothing the second time.
+
+**Fair share.** Each new row gets its place in its lane (``fair_seq``, see
+:mod:`memtasks.domain.fairness`) from where each lane of the batch ends now: one read before
+the insert, a ``max(fair_seq)`` per lane through the lane index (``fair_key, fair_seq`` over
+ready rows), in the caller's transaction when there is one. Two producers of one lane racing
+may give two jobs the same place; either may be claimed first.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import Any
 from sqlalchemy import ARRAY, Connection, Engine, Insert, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from memtasks.domain.fairness import SHARED_LANE, places
+from memtasks.domain.lifecycle import Phase
 from memtasks.storage.queue.execute import Executor
 from memtasks.storage.queue.table import QueueTable
-from memtasks.storage.rows import chunks, transaction
+from memtasks.storage.rows import chunks, reading, transaction
 
 UNNEST_CHUNK = 10_000
 """Rows per PostgreSQL insert statement."""
@@ -92,7 +100,9 @@ class Inserter:
         """Insert ``rows`` (every row with the same keys), each also taking the values of
         ``shared``; the ids inserted. ``any_conflict``: skip a row that conflicts on any unique
         index, its id included (ids chosen by the caller), not only on the dedupe key."""
-        columns, common = tuple(rows[0]), dict(shared or {})
+        common = dict(shared or {})
+        self._place(engine, rows, common, conn)
+        columns = tuple(rows[0])
         if engine.dialect.name != "postgresql":
             with transaction(engine, conn) as c:
                 whole = [{**row, **common} for row in rows] if common else list(rows)
@@ -108,6 +118,40 @@ class Inserter:
             return {r["id"] for r in executor.run(sql, parts[0]).rows}
         with transaction(engine, conn) as c:
             return {r["id"] for part in parts for r in executor.run(sql, part, c).rows}
+
+    def _place(
+        self,
+        engine: Engine,
+        rows: Sequence[dict[str, Any]],
+        common: Mapping[str, Any],
+        conn: Connection | None,
+    ) -> None:
+        """Give each row its lane (``fair_key``, the shared lane if none) and its place in it."""
+        due = self.table.due
+        lanes = [str(row.get("fair_key") or SHARED_LANE) for row in rows]
+        dues = [int(row[due] if due in row else common[due]) for row in rows]
+        ends = self.lane_ends(engine, sorted(set(lanes)), conn)
+        for row, lane, seq in zip(rows, lanes, places(lanes, dues, ends), strict=True):
+            row["fair_key"] = lane
+            row["fair_seq"] = seq
+
+    def lane_ends(
+        self, engine: Engine, lanes: Sequence[str], conn: Connection | None
+    ) -> dict[str, int | None]:
+        """The largest ``fair_seq`` of each lane's ready rows (None: none), in one statement."""
+        t, status = self.table.table, self.table.table.c[self.table.status]
+        ready = self.table.word(Phase.READY)
+        ends = [
+            select(func.max(t.c.fair_seq)).where(status == ready, t.c.fair_key == lane).scalar_subquery()
+            for lane in lanes
+        ]
+        query = select(*ends)
+        if conn is not None:
+            found = conn.execute(query).one()
+        else:
+            with reading(engine) as c:
+                found = c.execute(query).one()
+        return {lane: None if end is None else int(end) for lane, end in zip(lanes, found, strict=True)}
 
 
 __all__ = ["UNNEST_CHUNK", "Inserter"]

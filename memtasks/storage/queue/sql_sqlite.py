@@ -44,7 +44,7 @@ CLAIM_BATCH = (
     "UPDATE {table}" + _CLAIM_SET + " WHERE id IN (SELECT j.id FROM {table} AS j"
     " WHERE j.{status} = '{ready}' AND j.{due} <= " + NOW + " AND {claimable} AND {unattended}"
     " AND (:kinds IS NULL OR j.kind IN (SELECT value FROM json_each(:kinds)))"
-    " ORDER BY j.priority, j.{due} LIMIT :limit) RETURNING *"
+    " ORDER BY j.priority, j.fair_seq LIMIT :limit) RETURNING *"
 )
 
 CLAIM_NEXT = CLAIM_BATCH.replace("LIMIT :limit", "LIMIT 1")
@@ -132,7 +132,7 @@ MARK_FOR_DISPATCH = (
     "UPDATE {table} SET dispatched_at_ms = " + NOW + " WHERE id IN (SELECT j.id FROM {table} AS j"
     " WHERE j.{status} = '{ready}' AND j.{due} <= " + NOW + " AND {claimable} AND {unattended}"
     " AND (j.dispatched_at_ms IS NULL OR j.dispatched_at_ms <= " + NOW + " - :redispatch_after_ms)"
-    " ORDER BY j.priority, j.{due} LIMIT :limit) RETURNING *"
+    " ORDER BY j.priority, j.fair_seq LIMIT :limit) RETURNING *"
 )
 
 FORGET_DISPATCH = (
