@@ -141,6 +141,25 @@ class Settings(BaseSettings):
         default=False, description="the text models call an LLM: LLM-bound kinds go to the llm queue"
     )
     llm_permits: int = Field(default=1, ge=1, le=10_000, description="fleet-wide concurrent LLM-bound jobs")
+    llm_budget: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="fleet-wide LLM spend per period, in the unit the model plug-ins report (unset: none)",
+    )
+    llm_budget_per_agent: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="LLM spend per period of each agent or tenant (a job's fair-share lane; unset: none)",
+    )
+    llm_budget_period_s: float = Field(
+        default=86_400.0,
+        ge=1,
+        le=366 * 86_400,
+        allow_inf_nan=False,
+        description="the budgets' period, aligned to the Unix epoch (86400: a UTC day)",
+    )
     llm_permit_ttl_s: PositiveSeconds = 600.0
     llm_wait_s: PositiveSeconds = 5.0
     handlers: str | None = Field(default=None, description="module:callable returning a HandlerRegistry")

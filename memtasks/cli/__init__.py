@@ -17,7 +17,7 @@ import typer
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from memtasks.cli import archive, db, demo, enqueue, fleet, jobs, operate, status, web
+from memtasks.cli import archive, budget, db, demo, enqueue, fleet, jobs, operate, status, web
 from memtasks.cli.common import EXIT_FAILURE, EXIT_USAGE, State, choice, completer, err
 from memtasks.domain.errors import ConfigurationError, MemtasksError
 from memtasks.domain.masking import mask_urls_in
@@ -84,6 +84,7 @@ app.command("requeue")(jobs.requeue)
 app.add_typer(enqueue.app, name="enqueue")
 app.command("consolidate")(operate.consolidate)
 app.add_typer(archive.app, name="archive")
+app.command("budget")(budget.budget)
 app.add_typer(operate.decay_app, name="decay")
 app.add_typer(operate.failures_app, name="failures")
 app.command("completion")(completion)

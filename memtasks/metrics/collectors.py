@@ -154,6 +154,28 @@ class QueueCollector(Collector):
             lane_wait.add_metric([lane.lane], (lane.oldest_due_age_ms or 0) / 1000)
         yield from (lane_ready, lane_wait)
 
+        spent = GaugeMetricFamily(
+            "memtasks_llm_spent",
+            "LLM spend of each budget scope (fleet, agent:<lane>) in its newest period, in the unit"
+            " the model plug-ins report",
+            labels=["scope"],
+        )
+        reserved = GaugeMetricFamily(
+            "memtasks_llm_reserved",
+            "What the admitted LLM-bound jobs in flight are expected to cost, per scope",
+            labels=["scope"],
+        )
+        period = GaugeMetricFamily(
+            "memtasks_llm_period_start_timestamp_seconds",
+            "Start of the period memtasks_llm_spent counts, per scope",
+            labels=["scope"],
+        )
+        for row in report.llm_spend:
+            spent.add_metric([row.scope], row.spent)
+            reserved.add_metric([row.scope], row.reserved)
+            period.add_metric([row.scope], row.period_start_ms / 1000)
+        yield from (spent, reserved, period)
+
         decay = GaugeMetricFamily("memtasks_decay_jobs", "Decay jobs by state", labels=["state"])
         for state in sorted(set(DECAY_STATES) | set(report.queue.decay_by_state)):
             decay.add_metric([state], report.queue.decay_by_state.get(state, 0))

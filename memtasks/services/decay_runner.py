@@ -35,12 +35,14 @@ from typing import Protocol
 from sqlalchemy import Connection, Engine
 
 from memtasks.domain.attestation import CODE_NO_OPERATOR_KEY, AttestationError, parse_attestation
+from memtasks.domain.budgets import metering
 from memtasks.domain.clock import Clock
 from memtasks.domain.compression import CompressionPolicy, Source, Summary, compress, summarise_with
 from memtasks.domain.decay import DecayKind, DecaySpec, DecayState, SummaryMethod, failure_reason
 from memtasks.domain.errors import LeaseLost, ValidationError
 from memtasks.domain.jobs import FailureClass, Lease
 from memtasks.services.attestation import AttestationVerifier
+from memtasks.services.budgets import Budgets
 from memtasks.services.holding import Holding, Permit, PermitsBusy
 from memtasks.services.lease_keeper import LeaseWatch
 from memtasks.storage.decay_queue import DecayJob, DecayJobs, log_stage
@@ -119,9 +121,12 @@ class DecayRunner:
         memories: MemoryStore | None = None,
         policy: CompressionPolicy | None = None,
         holding: Holding | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.engine = engine
         self.decay_jobs = decay_jobs
+        self.budgets = budgets
+        """LLM budgets an LLM summary handed to the fleet is admitted by (None: none set)."""
         self.summary_backend: SummaryBackend = (
             RefusingSummaryBackend() if summary_backend is None else summary_backend
         )
@@ -210,8 +215,16 @@ class DecayRunner:
             if not permit.granted:
                 self.decay_jobs.postpone(job_id, self.holding.permit_wait_ms)
                 return FleetRun(job_id, "waiting_for_permit")
+            budgets = self.budgets if row.needs_operator else None
+            if budgets is not None:
+                admission = budgets.admit(job_id, row.fair_key)
+                if not admission.granted:
+                    self.decay_jobs.postpone(job_id, budgets.defer_ms(admission, self.holding.permit_wait_ms))
+                    return FleetRun(job_id, "waiting_for_budget")
             job = self.decay_jobs.claim_by_id(job_id)
             if job is None:
+                if budgets is not None:
+                    budgets.release(job_id)
                 return FleetRun(job_id, "not_claimable")
             try:
                 job.spec()
@@ -219,7 +232,12 @@ class DecayRunner:
                 self.decay_jobs.fail_malformed(job, exc)
                 return FleetRun(job_id, "failed", attempts=job.attempts, error=str(exc))
             try:
-                memory_id = self._run(job, None, permit)
+                with metering() as meter:
+                    try:
+                        memory_id = self._run(job, None, permit)
+                    finally:
+                        if budgets is not None:
+                            budgets.settle(job_id, meter)
             except SettleFenced as exc:
                 return FleetRun(job_id, "fenced", attempts=job.attempts, error=str(exc))
             except Exception as exc:

@@ -7,6 +7,7 @@ the fork). Each capability lives in its own service; this module only connects t
 ``remote``         enqueues that arrive as messages (:class:`RemoteIntake`)
 ``sweeps``         the periodic sweeps (:class:`SweepRegistry`)
 ``holding``        LLM permits and lease heartbeats (:class:`Holding`)
+``budgets``        LLM budgets checked before an LLM-bound claim (:class:`Budgets`)
 =================  ==========================================================
 """
 
@@ -17,6 +18,7 @@ from functools import cached_property
 import redis
 
 from memtasks.locks import redis_client
+from memtasks.services.budgets import Budgets, budgets_for
 from memtasks.services.decay_runner import DecayRunner
 from memtasks.services.holding import Holding, holding_for
 from memtasks.services.maintenance import Maintenance
@@ -53,7 +55,12 @@ class FleetServices:
             holding=self.holding,
             publisher=self.publisher,
             llm=s.tree_uses_llm,
+            budgets=self.budgets,
         )
+
+    @cached_property
+    def budgets(self) -> Budgets | None:
+        return budgets_for(self.runtime.engine, self.runtime.settings, self.runtime.jobs.clock)
 
     @cached_property
     def decay(self) -> DecayRunner:
@@ -64,6 +71,7 @@ class FleetServices:
             summary_backend=summary_backend(s),
             verifier=settings_verifier(s),
             holding=self.holding,
+            budgets=self.budgets,
         )
 
     @cached_property

@@ -19,6 +19,7 @@ from memtasks.services.publishing import DecayMessage, Publisher, publish_or_for
 from memtasks.services.retrieval_failures import purge_retrieval_failures
 from memtasks.services.runtime import Runtime, consolidation_config
 from memtasks.storage.archive_repo import ArchiveRepo
+from memtasks.storage.budget_repo import BudgetRepo
 from memtasks.storage.decay_queue import DecayJob
 
 log = logging.getLogger("memtasks.maintenance")
@@ -74,6 +75,9 @@ class Maintenance:
     def recover(self) -> dict[str, int]:
         """Expired leases of both tables back to ready (or failed), then publish them at once."""
         results = [self.runtime.jobs.recover_expired(), self.runtime.decay.recover_expired()]
+        # Reservations of LLM-bound jobs whose worker died before settling: past their expiry
+        # they count no more; here they are deleted.
+        BudgetRepo(self.runtime.engine, clock=self.runtime.jobs.clock).drop_expired()
         requeued = sum(len(r.requeued) for r in results)
         dispatched = self.dispatch_due() if requeued else {}
         return {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, func, select
 
 from memtasks.domain.clock import HOUR_MS, Clock, system_clock
+from memtasks.storage.budget_repo import BudgetRepo, Spend
 from memtasks.storage.consolidation_repo import ConsolidationRepo, RunRecord
 from memtasks.storage.memory_tables import mem_tree_summaries
 from memtasks.storage.retrieval_repo import RetrievalFailures
@@ -32,6 +33,8 @@ class StatusReport:
     summaries_by_level: dict[int, int]
     storage: StorageHealth | None
     """PostgreSQL only: the job tables' size, dead rows, last vacuum; whether autovacuum runs."""
+    llm_spend: tuple[Spend, ...] = ()
+    """Each LLM budget scope's newest period: spent, jobs, estimate, reserved in flight."""
 
 
 def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
@@ -55,7 +58,20 @@ def status_report(engine: Engine, clock: Clock = system_clock) -> StatusReport:
         retrieval_failures_last_24h=failures.count(since_ms=now - 24 * HOUR_MS),
         summaries_by_level=levels,
         storage=storage_health(engine),
+        llm_spend=newest_spend(BudgetRepo(engine, clock=clock).spend(since_ms=now - SPEND_LOOKBACK_MS)),
     )
+
+
+SPEND_LOOKBACK_MS = 400 * 24 * HOUR_MS
+"""How far back the status looks for a scope's newest period (a year's period and more)."""
+
+
+def newest_spend(rows: list[Spend]) -> tuple[Spend, ...]:
+    """Of each scope, its newest period only (``rows`` newest first)."""
+    seen: dict[str, Spend] = {}
+    for row in rows:
+        seen.setdefault(row.scope, row)
+    return tuple(seen[scope] for scope in sorted(seen))
 
 
 __all__ = ["StatusReport", "status_report"]

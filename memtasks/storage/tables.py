@@ -9,9 +9,11 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -196,4 +198,30 @@ operator_actions = Table(
     Column("target", Text, nullable=False),
     Column("affected", Integer, nullable=False),
     Index("ix_operator_actions_at_ms", "at_ms"),
+)
+
+# LLM budgets (0015): what each scope (the fleet, an agent) spent per period, and what the
+# jobs admitted and not yet settled are expected to cost (memtasks.domain.budgets).
+llm_spend = Table(
+    "llm_spend",
+    metadata,
+    Column("scope", String(160), nullable=False),
+    Column("period_start_ms", BigInteger, nullable=False),
+    Column("spent", Float, nullable=False, server_default=text("0")),
+    Column("jobs", Integer, nullable=False, server_default=text("0")),
+    Column("max_job_cost", Float, nullable=False, server_default=text("0")),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("scope", "period_start_ms"),
+)
+
+llm_reservations = Table(
+    "llm_reservations",
+    metadata,
+    Column("job_id", String(64), nullable=False),
+    Column("scope", String(160), nullable=False),
+    Column("period_start_ms", BigInteger, nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("job_id", "scope"),
+    Index("ix_llm_reservations_scope_period_start_ms", "scope", "period_start_ms"),
 )

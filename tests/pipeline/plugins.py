@@ -3,7 +3,8 @@ backend (``MEMTASKS_SUMMARY_BACKEND``).
 
 ``reembed_backfill`` is replaced by a probe whose payload says how to behave: fail its
 first ``fail_times`` attempts, sleep ``sleep_s`` on its first ``sleep_attempts`` attempts
-(or on every attempt with ``sleep_always``). It counts its runs and the most probes that
+(or on every attempt with ``sleep_always``), report its "model call" cost ``cost`` (LLM
+budgets). It counts its runs and the most probes that
 ever ran at once in Redis (``MEMTASKS_LOCK_REDIS_URL``), so a test sees every execution,
 including those whose writes rolled back.
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import redis
 
+from memtasks.domain.budgets import report_cost
 from memtasks.domain.compression import Source
 from memtasks.domain.jobs import JobKind
 from memtasks.services.mem_tree import Defer, HandlerContext, HandlerRegistry
@@ -53,6 +55,8 @@ def probe(ctx: HandlerContext, payload: Mapping[str, Any]) -> Defer | None:
             raise RuntimeError(f"probe {name} fails attempt {attempt}")
     finally:
         r.decr("probe:running")
+    if "cost" in payload:  # what "its model call" cost, reported as a model plug-in reports it
+        report_cost(float(payload["cost"]))
     r.incr(f"probe:{name}:ok")
     return None
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from memtasks.domain.budgets import metering
 from memtasks.domain.clock import Clock
 from memtasks.domain.errors import ValidationError
 from memtasks.domain.jobs import JobKind
 from memtasks.domain.text_models import TextModels
 from memtasks.domain.tree import TreeConfig
+from memtasks.services.budgets import Budgets
 from memtasks.services.holding import Holding, Permit
 from memtasks.services.mem_tree.context import Followup
 from memtasks.services.mem_tree.registry import HandlerRegistry
@@ -54,6 +56,8 @@ class MemTreeRunner:
     holding: Holding = field(default_factory=Holding)
     publisher: Publisher | None = None
     llm: bool = False
+    budgets: Budgets | None = None
+    """LLM budgets checked before an LLM-bound job is claimed (None: none set)."""
     _transactions: Transactions | None = None
 
     @property
@@ -80,34 +84,53 @@ class MemTreeRunner:
     def run_by_id(self, job_id: str) -> RunResult | None:
         """Claim ``job_id`` and run it; None when it is not claimable (done, running, not due…).
 
-        A row with an unknown kind or a malformed payload is failed as unrecoverable by the
-        claim, which raises the error naming it.
+        An LLM-bound job takes a fleet-wide permit first and, with LLM budgets set, room in its
+        budgets; without either it is postponed, unclaimed (no attempt spent): a little for a
+        permit, to the next period for a budget. A row with an unknown kind or a malformed
+        payload is failed as unrecoverable by the claim, which raises the error naming it.
         """
-        with self.holding.permit(self._permit_needed(job_id)) as permit:
+        row = self._llm_row(job_id)
+        with self.holding.permit(row is not None) as permit:
             if not permit.granted:
                 postponed = self.jobs.postpone(job_id, self.holding.permit_wait_ms)
                 log.info("memtasks.mem_tree: %s waits for an LLM permit (postponed: %s)", job_id, postponed)
                 return RunResult(job_id, "", Outcome.WAITING, 0)
+            budgets = self.budgets if row is not None and self.budgets is not None else None
+            if budgets is not None and row is not None:
+                admission = budgets.admit(job_id, row.fair_key)
+                if not admission.granted:
+                    self.jobs.postpone(job_id, budgets.defer_ms(admission, self.holding.permit_wait_ms))
+                    return RunResult(job_id, "", Outcome.WAITING, 0)
             job = self.jobs.claim(job_id)
-            return None if job is None else self._run_held(job, permit)
+            if job is None:
+                if budgets is not None:
+                    budgets.release(job_id)
+                return None
+            return self._run_held(job, permit, budgets)
 
-    def _run_held(self, job: Job, permit: Permit) -> RunResult:
-        """Run a claimed job, its lease (and permit) kept alive meanwhile; publish its follow-ups."""
-        with self.holding.lease(self.jobs, job.lease, permit) as watch:
-            result = self.transactions.run(job, watch)
+    def _run_held(self, job: Job, permit: Permit, budgets: Budgets | None = None) -> RunResult:
+        """Run a claimed job, its lease (and permit) kept alive meanwhile; publish its follow-ups.
+        With ``budgets``, what its model calls report is settled against them, whatever the outcome."""
+        with self.holding.lease(self.jobs, job.lease, permit) as watch, metering() as meter:
+            try:
+                result = self.transactions.run(job, watch)
+            finally:
+                if budgets is not None:
+                    budgets.settle(job.id, meter)
         self._publish(result.followups)
         return result
 
-    def _permit_needed(self, job_id: str) -> bool:
+    def _llm_row(self, job_id: str) -> Job | None:
+        """The row of ``job_id`` when it is an LLM-bound job that needs a permit, else None."""
         if not self.llm:
-            return False
+            return None
         row = self.jobs.get(job_id)
         if row is None:
-            return False
+            return None
         try:
-            return self.needs_permit(row.job_kind)
+            return row if self.needs_permit(row.job_kind) else None
         except ValidationError:
-            return False  # the claim fails the row and names the kind
+            return None  # the claim fails the row and names the kind
 
     def run_next(self, *, kinds: Sequence[JobKind] | None = None) -> RunResult | None:
         """Claim the most urgent due job and run it; None when nothing is due."""
@@ -116,7 +139,17 @@ class MemTreeRunner:
             if not permit.granted:
                 return None
             job = self.jobs.claim_next(kinds=kinds)
-            return None if job is None else self._run_held(job, permit)
+            if job is None:
+                return None
+            budgets = self.budgets if self.needs_permit(job.job_kind) else None
+            if budgets is not None:
+                admission = budgets.admit(job.id, job.fair_key)
+                if not admission.granted:
+                    # Claimed before its budget could be checked: handed back, the attempt refunded.
+                    until = self.jobs.clock() + budgets.defer_ms(admission, self.holding.permit_wait_ms)
+                    self.jobs.settle_deferred(job.lease, until, reason=f"llm budget: {admission.verdict}")
+                    return RunResult(job.id, job.kind, Outcome.WAITING, job.attempts - 1)
+            return self._run_held(job, permit, budgets)
 
     def drain(self, *, kinds: Sequence[JobKind] | None = None, limit: int | None = None) -> list[RunResult]:
         """Run due jobs one by one until none is left (or ``limit`` ran)."""
