@@ -60,18 +60,19 @@ def lane_of(payload: Mapping[str, Any], fair_key: str | None = None) -> str:
 
 
 def places(lanes: Sequence[str], due_ms: Sequence[int], lane_ends: Mapping[str, int | None]) -> list[int]:
-    """The ``fair_seq`` of each new job, in order: ``lane_ends[lane]`` is the largest
-    ``fair_seq`` of the lane's ready jobs now (None: the lane is empty). A job goes one spacing
-    after the end of its lane, and never before it is due."""
+    """The ``fair_seq`` of each new job of one enqueue, in order: ``lane_ends[lane]`` is the
+    largest ``fair_seq`` of the lane's ready jobs now (None: the lane is empty). The k-th job of
+    a lane in the enqueue (k from 1) goes at ``max(due + (k − 1)·S, lane_end + k·S)``: its lane's
+    jobs one spacing apart after the lane's end, and never before it is due."""
     if len(lanes) != len(due_ms):
         raise ValueError("one due time per lane key")
-    ends: dict[str, int | None] = dict(lane_ends)
+    counts: dict[str, int] = {}
     placed = []
     for lane, due in zip(lanes, due_ms, strict=True):
-        end = ends.get(lane)
-        seq = due if end is None else max(due, end + LANE_SPACING_MS)
-        ends[lane] = seq
-        placed.append(seq)
+        k = counts[lane] = counts.get(lane, 0) + 1
+        end = lane_ends.get(lane)
+        spread = due + (k - 1) * LANE_SPACING_MS
+        placed.append(spread if end is None else max(spread, end + k * LANE_SPACING_MS))
     return placed
 
 

@@ -12,6 +12,7 @@ from memtasks.domain.errors import MalformedPayload
 from memtasks.domain.fairness import LANE_SPACING_MS
 from memtasks.domain.jobs import JobKind, NewJob
 from memtasks.storage.mem_tree_queue import MemTreeJobs
+from memtasks.storage.queue.insert import READY_WORDS, SPACING
 from memtasks.storage.tables import mem_tree_jobs
 
 pytestmark = pytest.mark.integration
@@ -88,3 +89,27 @@ def test_a_lane_places_its_next_job_one_spacing_after_its_end(jobs: MemTreeJobs,
         seqs = {r.id: r.fair_seq for r in c.execute(select(mem_tree_jobs.c.id, mem_tree_jobs.c.fair_seq))}
     assert seqs[str(second)] - seqs[str(first)] == LANE_SPACING_MS
     assert seqs[str(later)] == clock() + 60_000  # never before it is due
+
+
+def test_one_enqueue_of_several_lanes_places_each_lane_on_its_own(
+    jobs: MemTreeJobs, clock: FrozenClock
+) -> None:
+    jobs.enqueue(chunk("b", 99))  # lane b has a job already
+    ids = jobs.enqueue_many([chunk("a", 0), chunk("b", 0), chunk("a", 1), chunk("b", 1)])
+    with jobs.engine.connect() as c:
+        seqs = {r.id: r.fair_seq for r in c.execute(select(mem_tree_jobs.c.id, mem_tree_jobs.c.fair_seq))}
+    now = clock()
+    assert [seqs[str(i)] for i in ids] == [
+        now,
+        now + LANE_SPACING_MS,
+        now + LANE_SPACING_MS,
+        now + 2 * LANE_SPACING_MS,
+    ]
+
+
+def test_the_spacing_written_into_the_insert_is_the_domains() -> None:
+    assert SPACING.name == str(LANE_SPACING_MS)
+    assert {word: column.name for word, column in READY_WORDS.items()} == {
+        "ready": "'ready'",
+        "pending": "'pending'",
+    }
