@@ -10,6 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from sqlalchemy import Engine, insert
+
 T = TypeVar("T")
 
 
@@ -54,3 +56,28 @@ def private_redis_server(directory: Path, password: str | None = None) -> Iterat
         yield server.server_url
     finally:
         server.stop()
+
+
+def old_closed_conversation(engine: Engine, conversation_id: str, messages: int) -> None:
+    """A conversation closed and last updated at the epoch, with ``messages`` messages: all of
+    them prunable by any consolidation."""
+    from memtasks.storage.memory_tables import conversations
+    from memtasks.storage.memory_tables import messages as messages_t
+
+    with engine.begin() as c:
+        c.execute(
+            insert(conversations).values(
+                id=conversation_id,
+                channel="t",
+                sender_id="u",
+                status="closed",
+                started_at_ms=1,
+                updated_at_ms=1,
+                last_activity_ms=1,
+            )
+        )
+        rows = [
+            {"conversation_id": conversation_id, "role": "user", "content": f"m{i}", "timestamp_ms": 1}
+            for i in range(messages)
+        ]
+        c.execute(insert(messages_t), rows)

@@ -15,7 +15,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import create_engine, text
 
 from memtasks.config import load_settings
 from memtasks.domain.clock import system_clock
@@ -26,9 +26,9 @@ from memtasks.services.runtime import open_runtime
 from memtasks.storage.engine import EngineOptions, get_engine, reset_registry
 from memtasks.storage.mem_tree_queue import MemTreeJobs
 from memtasks.storage.memory_repo import MemoryStore
-from memtasks.storage.memory_tables import conversations, messages
 from memtasks.storage.migrate import head_revision, upgrade
 from tests.conftest import POSTGRES_URL
+from tests.helpers import old_closed_conversation
 from tests.pipeline.fleet import ROOT
 
 pytestmark = pytest.mark.integration
@@ -201,25 +201,7 @@ def test_every_json_output_parses(run: Run, db_url: str, tmp_path: Path) -> None
 
 def test_a_pruned_run_is_listed_shown_and_restored_once(run: Run, db_url: str) -> None:
     engine = get_engine(db_url, EngineOptions(auto_migrate=False))
-    with engine.begin() as c:
-        c.execute(
-            insert(conversations).values(
-                id="gone-by",
-                channel="t",
-                sender_id="u",
-                status="closed",
-                started_at_ms=1,
-                updated_at_ms=1,
-                last_activity_ms=1,
-            )
-        )
-        c.execute(
-            insert(messages),
-            [
-                {"conversation_id": "gone-by", "role": "user", "content": f"m{i}", "timestamp_ms": 1}
-                for i in range(3)
-            ],
-        )
+    old_closed_conversation(engine, "gone-by", 3)
     reset_registry()
     plan = parsed(run("consolidate", "--dry-run", "--list", "--json"))
     assert plan["messages_pruned"] == 3 and plan["archive_grace_days"] == 7.0

@@ -16,11 +16,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert
 
 from bench.chaos.procs import free_port
+from memtasks.domain.clock import DAY_MS, system_clock
 from memtasks.domain.gates import RunOutcome
 from memtasks.domain.jobs import FailureClass, JobKind, NewJob
 from memtasks.domain.retrieval import RetrievalFailure
 from memtasks.metrics import LoggerCollector
 from memtasks.services.retrieval_failures import DatabaseSink, RetrievalFailureLogger
+from memtasks.storage.budget_repo import BudgetRepo
 from memtasks.storage.consolidation_repo import ConsolidationRepo
 from memtasks.storage.engine import get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
@@ -96,6 +98,10 @@ def test_the_exporter_process_serves_every_documented_metric(tmp_path: Path) -> 
             ],
         )
     DatabaseSink(engine).write([RetrievalFailure.new("no_hit", "vector", "q").stamped(1)])
+    spend = BudgetRepo(engine, clock=system_clock)
+    today = system_clock() // DAY_MS * DAY_MS
+    assert spend.admit("job:llm", [("fleet", 10.0)], period_start_ms=today, expires_in_ms=60_000).granted
+    spend.settle("job:llm", 2.5)
     sweeps = Sweeps(engine)
     slot = sweeps.claim_slot("recover", 60_000)
     assert slot is not None

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 
 from memtasks.domain.decay import DecayKind, DecaySpec, SummaryMethod
 from memtasks.domain.jobs import FailureClass, JobKind, NewJob
@@ -24,11 +24,12 @@ from memtasks.storage.consolidation_repo import ConsolidationRepo
 from memtasks.storage.decay_queue import DecayJobs
 from memtasks.storage.engine import get_engine
 from memtasks.storage.mem_tree_queue import MemTreeJobs
-from memtasks.storage.memory_tables import conversations, messages
+from memtasks.storage.memory_tables import messages
 from memtasks.storage.sweeps_repo import Sweeps
 from memtasks.storage.tables import operator_actions
 from memtasks.web.app import Guard
 from memtasks.web.security import listen_problem
+from tests.helpers import old_closed_conversation
 from tests.web.conftest import RunningConsole
 
 pytestmark = pytest.mark.integration
@@ -342,25 +343,7 @@ def test_maintenance_shows_sweeps_the_ledger_and_a_plan_on_demand(start_console:
 def test_an_archived_run_is_listed_and_restored_only_with_the_token(start_console: Start) -> None:
     console = start_console()
     engine = get_engine(console.settings.resolved_database_url)
-    with engine.begin() as c:
-        c.execute(
-            insert(conversations).values(
-                id="old",
-                channel="t",
-                sender_id="u",
-                status="closed",
-                started_at_ms=1,
-                updated_at_ms=1,
-                last_activity_ms=1,
-            )
-        )
-        c.execute(
-            insert(messages),
-            [
-                {"conversation_id": "old", "role": "user", "content": f"m{i}", "timestamp_ms": 1}
-                for i in range(4)
-            ],
-        )
+    old_closed_conversation(engine, "old", 4)
     repo = ConsolidationRepo(engine)
     run_id = repo.start_run(started_at_ms=1_000, trigger="manual", dry_run=False, gates_json="{}")
     assert repo.prune_messages(10, 1_000, archive=Stamp(1_000, run_id)) == 4
