@@ -147,7 +147,15 @@ class Bad:
 
 SIGNATURES: dict[str, list[str]] = {
     names.MEM_TREE_RUN: ["job_id"],
-    names.MEM_TREE_ENQUEUE: ["kind", "payload", "dedupe_key", "delay_s", "max_attempts", "job_id"],
+    names.MEM_TREE_ENQUEUE: [
+        "kind",
+        "payload",
+        "dedupe_key",
+        "delay_s",
+        "max_attempts",
+        "job_id",
+        "fair_key",
+    ],
     names.MEM_TREE_DRAIN: ["kinds", "limit"],
     names.DECAY_RUN: ["job_id"],
     names.DECAY_ENQUEUE: ["kind", "source_ids", "created_by", "method", "delay_s", "job_id"],
@@ -272,6 +280,7 @@ def bad_enqueue(draw: st.DrawFn, what: str) -> Bad:
     value = draw(
         {
             "dedupe_key": st.one_of(bad_text, st.text(storable_char, min_size=513, max_size=520)),
+            "fair_key": st.one_of(bad_text, st.text(storable_char, min_size=129, max_size=140)),
             "delay_s": bad_delays,
             "max_attempts": st.one_of(
                 st.integers(max_value=0),
@@ -456,6 +465,7 @@ ENQUEUE_FIELDS = [
     "level",
     "force",
     "dedupe_key",
+    "fair_key",
     "delay_s",
     "max_attempts",
     "deep",

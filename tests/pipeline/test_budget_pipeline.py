@@ -19,7 +19,7 @@ from tests.pipeline.test_pipeline import enqueue_and_publish, settings_from
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PERIOD_S = 20
+PERIOD_S = 12
 BUDGET = 50
 JOBS = 200
 
@@ -137,3 +137,6 @@ def test_an_llm_budget_runs_exactly_the_budgeted_work_each_period(
         for (kind, status, attempts) in counts(db_url)
         if kind == "reembed_backfill" and status == "done"
     )
+    # The beat first: the workers then shut down without new dispatches arriving meanwhile.
+    for name in ("beat", "w1", "w2"):
+        fleet.stop(name)
