@@ -375,13 +375,15 @@ class QueueAdmin(Generic[R]):
         while True:
             with self.engine.begin() as c:
                 if archive:
-                    n = move_rows(c, self.t, list(c.execute(picked).scalars()), Stamp(now), still=finished)
+                    ids = list(c.execute(picked).scalars())
+                    n, full = move_rows(c, self.t, ids, Stamp(now), still=finished), len(ids) == batch
                 else:
                     n = int(
                         c.execute(delete(self.t).where(self.t.c.id.in_(picked.scalar_subquery()))).rowcount
                     )
+                    full = n == batch
             total += n
-            if n < batch:
+            if not full:  # a row changed meanwhile (an operator's retry) does not end the prune early
                 return total
 
 
