@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import typer
@@ -53,15 +54,7 @@ def as_dict(report: StatusReport, tree_uses_llm: bool) -> dict[str, Any]:
             "last_24h": report.retrieval_failures_last_24h,
         },
         "summaries_by_level": report.summaries_by_level,
-        "lanes": [
-            {
-                "lane": lane.lane,
-                "ready": lane.ready,
-                "due": lane.due,
-                "oldest_due_age_ms": lane.oldest_due_age_ms,
-            }
-            for lane in report.queue.lanes
-        ],
+        "lanes": [asdict(lane) for lane in report.queue.lanes],
         "storage": None
         if report.storage is None
         else {

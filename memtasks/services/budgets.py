@@ -39,10 +39,6 @@ class Budgets:
     def repo(self) -> BudgetRepo:
         return BudgetRepo(self.engine, clock=self.clock)
 
-    @property
-    def active(self) -> bool:
-        return self.config.active
-
     def admit(self, job_id: str, lane: str) -> Admission:
         """Room for ``job_id`` (of ``lane``) in every scope it spends from, reserved; or the
         scope that has none."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memtasks.domain.attestation import PURPOSE_LLM_SUMMARY, SCHEMA_VERSION
@@ -76,10 +76,7 @@ class Overview:
                 for r in self.rows
             ],
             "decay_by_state": self.decay_by_state,
-            "lanes": [
-                {"lane": n.lane, "ready": n.ready, "due": n.due, "oldest_due_age_ms": n.oldest_due_age_ms}
-                for n in self.lanes
-            ],
+            "lanes": [asdict(n) for n in self.lanes],
         }
 
 

@@ -39,7 +39,6 @@ from sqlalchemy import (
     select,
     tuple_,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from memtasks.domain.clock import Clock, system_clock
 from memtasks.domain.errors import ValidationError
@@ -51,7 +50,7 @@ from memtasks.storage.archive_tables import (
     archived_outcomes,
 )
 from memtasks.storage.memory_tables import conversations, messages, outcomes
-from memtasks.storage.rows import reading
+from memtasks.storage.rows import dialect_insert, reading
 from memtasks.storage.tables import decay_jobs, mem_tree_jobs
 
 DEFAULT_BATCH = 1_000
@@ -257,7 +256,8 @@ class ArchiveRepo:
         if source is messages:
             conditions.append(exists().where(conversations.c.id == archive.c.conversation_id))
         copy = select(*(archive.c[n] for n in names)).where(*conditions)
-        stmt = _insert_skipping_live(c, source).from_select(names, copy).on_conflict_do_nothing()
+        # ON CONFLICT: skip a row whose id another transaction made live meanwhile.
+        stmt = dialect_insert(c, source).from_select(names, copy).on_conflict_do_nothing()
         restored = int(c.execute(stmt, execution_options=COUNTED).rowcount)
         same = exists().where(
             source.c.id == archive.c.id, *(source.c[n].is_not_distinct_from(archive.c[n]) for n in names)
@@ -299,13 +299,6 @@ class ArchiveRepo:
 def _key(table: Table) -> Any:
     """The table's primary key as one comparable value: ``(run_id, id)`` or ``(id)``."""
     return tuple_(*table.primary_key.columns)
-
-
-def _insert_skipping_live(c: Connection, source: Table) -> Any:
-    """An ``INSERT`` that skips a row whose id another transaction made live meanwhile."""
-    if c.dialect.name == "postgresql":
-        return postgresql.insert(source)
-    return sqlite.insert(source)
 
 
 __all__ = ["ArchiveRepo", "ArchivedRun", "Restored", "Stamp", "move_rows"]

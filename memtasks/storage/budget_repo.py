@@ -15,11 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, and_, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from memtasks.domain.budgets import Verdict, verdict
 from memtasks.domain.clock import Clock
-from memtasks.storage.rows import reading
+from memtasks.storage.rows import dialect_insert, reading
 from memtasks.storage.tables import llm_reservations as r
 from memtasks.storage.tables import llm_spend as s
 
@@ -63,9 +62,6 @@ class BudgetRepo:
         self.engine = engine
         self.clock = clock
 
-    def _insert(self, c: Connection) -> postgresql.Insert | sqlite.Insert:
-        return postgresql.insert(s) if c.dialect.name == "postgresql" else sqlite.insert(s)
-
     def admit(
         self, job_id: str, scopes: list[tuple[str, float]], *, period_start_ms: int, expires_in_ms: int
     ) -> Admission:
@@ -90,7 +86,7 @@ class BudgetRepo:
         """In ``c``'s transaction; :class:`_NoRoom` (rolling it back) when a scope is full."""
         for scope, limit in sorted(scopes):
             c.execute(
-                self._insert(c)
+                dialect_insert(c, s)
                 .values(scope=scope, period_start_ms=period_start_ms, updated_at_ms=now)
                 .on_conflict_do_nothing()
             )

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, Table, Update, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 T = TypeVar("T")
 
@@ -56,6 +57,13 @@ def reading(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{READ_ONLY: True})
         yield conn
+
+
+def dialect_insert(c: Connection, table: Table) -> Any:
+    """An ``INSERT`` of the connection's dialect, so ``ON CONFLICT … DO NOTHING`` can follow."""
+    if c.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def chunks(items: Sequence[T], size: int = IN_CHUNK) -> Iterator[Sequence[T]]:

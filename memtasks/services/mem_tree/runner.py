@@ -95,7 +95,7 @@ class MemTreeRunner:
                 postponed = self.jobs.postpone(job_id, self.holding.permit_wait_ms)
                 log.info("memtasks.mem_tree: %s waits for an LLM permit (postponed: %s)", job_id, postponed)
                 return RunResult(job_id, "", Outcome.WAITING, 0)
-            budgets = self.budgets if row is not None and self.budgets is not None else None
+            budgets = None if row is None else self.budgets
             if budgets is not None and row is not None:
                 admission = budgets.admit(job_id, row.fair_key)
                 if not admission.granted:
